@@ -1,0 +1,416 @@
+//! `settle.events.v1.EventService`, served by every service over its own outbox.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use settle_proto::common::v1::ErrorReason;
+use settle_proto::events::v1::event_service_server::EventService;
+use settle_proto::events::v1::{
+    Event, EventData, EventRequest, GetEventRequest, ListEventsRequest, ListEventsResponse,
+    StreamEventsRequest, StreamEventsResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::context::RequestContext;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::ids::IdPrefix;
+use crate::outbox::EventHub;
+use crate::pagination::{RangeColumn, push_range};
+use crate::sql::SqlBuilder;
+
+/// The API version events render objects with.
+pub const API_VERSION: &str = "2025-10-29.clover";
+
+/// Events fetched per stream read.
+const STREAM_BATCH: i64 = 100;
+/// How often a stream re-reads when nothing was signalled (commits numbered by another replica).
+const STREAM_POLL: Duration = Duration::from_millis(250);
+
+const COLUMNS: &str = "SELECT seq, id, account_id, type, object_id, object_sequence, data_type_url, \
+    data, previous_attributes, request_id, idempotency_key, traceparent, livemode, created \
+    FROM outbox_events WHERE account_id = ";
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: Option<i64>,
+    id: String,
+    account_id: String,
+    r#type: String,
+    object_id: String,
+    object_sequence: i64,
+    data_type_url: String,
+    data: Vec<u8>,
+    previous_attributes: Option<String>,
+    request_id: Option<String>,
+    idempotency_key: Option<String>,
+    traceparent: Option<String>,
+    livemode: bool,
+    created: i64,
+}
+
+impl From<EventRow> for Event {
+    fn from(row: EventRow) -> Event {
+        let previous_attributes = row
+            .previous_attributes
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+            .and_then(|value| match json_to_proto(value).kind {
+                Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+                _ => None,
+            });
+        Event {
+            id: row.id,
+            object: "event".to_owned(),
+            account: Some(row.account_id),
+            api_version: Some(API_VERSION.to_owned()),
+            context: None,
+            created: row.created,
+            data: Some(EventData {
+                object: Some(prost_types::Any {
+                    type_url: row.data_type_url,
+                    value: row.data,
+                }),
+                previous_attributes,
+            }),
+            livemode: row.livemode,
+            pending_webhooks: 0,
+            request: (row.request_id.is_some() || row.idempotency_key.is_some()).then_some(
+                EventRequest {
+                    id: row.request_id,
+                    idempotency_key: row.idempotency_key,
+                },
+            ),
+            r#type: row.r#type,
+            object_id: row.object_id,
+            object_sequence: row.object_sequence,
+            traceparent: row.traceparent,
+        }
+    }
+}
+
+fn json_to_proto(value: serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(json_to_proto).collect(),
+        }),
+        serde_json::Value::Object(map) => Kind::StructValue(prost_types::Struct {
+            fields: map
+                .into_iter()
+                .map(|(k, v)| (k, json_to_proto(v)))
+                .collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// A validated event type filter: exact types and `prefix.*` wildcards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TypeFilter {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl TypeFilter {
+    fn parse(field: &str, patterns: &[String]) -> Result<Self, ApiError> {
+        if patterns.len() > 20 {
+            return Err(ApiError::invalid_param(
+                field,
+                ErrorReason::ParameterInvalid,
+                "At most 20 types.",
+            ));
+        }
+        let mut filter = TypeFilter::default();
+        for pattern in patterns {
+            let valid = !pattern.is_empty()
+                && pattern
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.' || c == '*');
+            match pattern.strip_suffix('*') {
+                Some(prefix) if valid && !prefix.contains('*') => {
+                    filter.prefixes.push(prefix.to_owned())
+                }
+                None if valid && !pattern.contains('*') => filter.exact.push(pattern.clone()),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        field,
+                        ErrorReason::ParameterInvalid,
+                        format!(
+                            "Invalid event type {pattern:?}: use e.g. `invoice.paid` or `invoice.*`."
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    fn matches(&self, event_type: &str) -> bool {
+        self.is_empty()
+            || self.exact.iter().any(|t| t == event_type)
+            || self
+                .prefixes
+                .iter()
+                .any(|p| event_type.starts_with(p.as_str()))
+    }
+
+    fn push_sql(&self, query: &mut SqlBuilder) {
+        if self.is_empty() {
+            return;
+        }
+        query.push(" AND (1 = 0");
+        if !self.exact.is_empty() {
+            query.in_list(" OR type IN ", self.exact.iter().cloned());
+        }
+        for prefix in &self.prefixes {
+            // `_` and `%` in a prefix are LIKE wildcards; event types use `_`, so escape it.
+            let escaped = prefix.replace('_', "\\_");
+            query
+                .filter(" OR type LIKE ", format!("{escaped}%"))
+                .push(" ESCAPE '\\'");
+        }
+        query.push(")");
+    }
+}
+
+/// Serves the events in one service's outbox.
+#[derive(Clone)]
+pub struct EventsService {
+    db: Db,
+    hub: EventHub,
+    shutdown: CancellationToken,
+}
+
+impl EventsService {
+    pub fn new(db: Db, hub: EventHub, shutdown: CancellationToken) -> Self {
+        EventsService { db, hub, shutdown }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventService for EventsService {
+    async fn get_event(
+        &self,
+        request: Request<GetEventRequest>,
+    ) -> Result<Response<Event>, Status> {
+        let ctx = RequestContext::of(&request)?;
+        let id = request.into_inner().id;
+        let not_found = || ApiError::not_found(IdPrefix::Event, &id, "id");
+        if !IdPrefix::Event.matches(&id) {
+            return Err(not_found().into());
+        }
+        let mut query = SqlBuilder::new(COLUMNS);
+        query
+            .bind(ctx.account().to_owned())
+            .filter(" AND id = ", id.clone());
+        let row = query
+            .fetch_all::<EventRow, _>(self.db.pool())
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .next()
+            .ok_or_else(not_found)?;
+        Ok(Response::new(row.into()))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
+        let ctx = RequestContext::of(&request)?;
+        let params = request.into_inner();
+        let patterns: Vec<String> = match (&params.r#type, params.types.is_empty()) {
+            (Some(_), false) => return Err(ApiError::exclusive_params("type", "types").into()),
+            (Some(t), true) => vec![t.clone()],
+            (None, _) => params.types.clone(),
+        };
+        let field = if params.r#type.is_some() {
+            "type"
+        } else {
+            "types"
+        };
+        let filter = TypeFilter::parse(field, &patterns)?;
+        let page = crate::pagination::PageRequest::parse(
+            params.limit,
+            params.starting_after.as_deref(),
+            params.ending_before.as_deref(),
+            IdPrefix::Event,
+        )?;
+
+        // Events page by commit order (`seq`), so a cursor id is first turned into its seq.
+        let cursor_seq = match &page.cursor {
+            crate::pagination::Cursor::First => None,
+            crate::pagination::Cursor::After(id) | crate::pagination::Cursor::Before(id) => {
+                let seq: Option<Option<i64>> = sqlx::query_scalar(
+                    "SELECT seq FROM outbox_events WHERE account_id = $1 AND id = $2",
+                )
+                .bind(ctx.account())
+                .bind(id.as_str())
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(ApiError::from)?;
+                let field = if matches!(page.cursor, crate::pagination::Cursor::After(_)) {
+                    "starting_after"
+                } else {
+                    "ending_before"
+                };
+                Some(
+                    seq.flatten()
+                        .ok_or_else(|| ApiError::not_found(IdPrefix::Event, id, field))?,
+                )
+            }
+        };
+        let mut query = SqlBuilder::new(COLUMNS);
+        query
+            .bind(ctx.account().to_owned())
+            .push(" AND seq IS NOT NULL");
+        filter.push_sql(&mut query);
+        push_range(&mut query, RangeColumn::Created, params.created.as_ref());
+        match (&page.cursor, cursor_seq) {
+            (crate::pagination::Cursor::After(_), Some(seq)) => {
+                query
+                    .filter(" AND seq < ", seq)
+                    .push(" ORDER BY seq DESC LIMIT ");
+            }
+            (crate::pagination::Cursor::Before(_), Some(seq)) => {
+                query
+                    .filter(" AND seq > ", seq)
+                    .push(" ORDER BY seq ASC LIMIT ");
+            }
+            _ => {
+                query.push(" ORDER BY seq DESC LIMIT ");
+            }
+        }
+        query.bind(i64::from(page.limit) + 1);
+        let rows = query
+            .fetch_all::<EventRow, _>(self.db.pool())
+            .await
+            .map_err(ApiError::from)?;
+        let page = page.finish(rows);
+        Ok(Response::new(ListEventsResponse {
+            data: page.data.into_iter().map(Event::from).collect(),
+            has_more: page.has_more,
+        }))
+    }
+
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(
+        &self,
+        request: Request<StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let ctx = RequestContext::of(&request)?;
+        let params = request.into_inner();
+        let filter = TypeFilter::parse("types", &params.types)?;
+        let mut cursor = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
+            None => 0,
+            Some(c) => c.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                ApiError::invalid_param(
+                    "cursor",
+                    ErrorReason::ParameterInvalid,
+                    "Invalid cursor: pass back a `cursor` this stream returned.",
+                )
+            })?,
+        };
+        let (sender, receiver) = mpsc::channel(STREAM_BATCH as usize);
+        let db = self.db.clone();
+        let mut sequenced = self.hub.subscribe();
+        let shutdown = self.shutdown.clone();
+        let account = ctx.account().to_owned();
+        tokio::spawn(async move {
+            loop {
+                let mut query = SqlBuilder::new(COLUMNS);
+                query
+                    .bind(account.clone())
+                    .filter(" AND seq > ", cursor)
+                    .push(" ORDER BY seq ASC LIMIT ")
+                    .bind(STREAM_BATCH);
+                let rows = match query.fetch_all::<EventRow, _>(db.pool()).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        let _ = sender.send(Err(ApiError::from(error).into())).await;
+                        return;
+                    }
+                };
+                let full = rows.len() as i64 == STREAM_BATCH;
+                for row in rows {
+                    let Some(seq) = row.seq else { continue };
+                    cursor = seq;
+                    if !filter.matches(&row.r#type) {
+                        continue;
+                    }
+                    let message = StreamEventsResponse {
+                        event: Some(row.into()),
+                        cursor: seq.to_string(),
+                    };
+                    if sender.send(Ok(message)).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+                if full {
+                    continue;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = sender.closed() => return,
+                    _ = sequenced.changed() => {}
+                    () = tokio::time::sleep(STREAM_POLL) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_filter_matches_exact_and_wildcards() {
+        let filter = TypeFilter::parse(
+            "types",
+            &["invoice.paid".to_owned(), "payment_intent.*".to_owned()],
+        )
+        .unwrap();
+        assert!(filter.matches("invoice.paid"));
+        assert!(filter.matches("payment_intent.succeeded"));
+        assert!(!filter.matches("invoice.voided"));
+        assert!(TypeFilter::default().matches("anything"));
+    }
+
+    #[test]
+    fn type_filter_rejects_bad_patterns() {
+        for bad in ["", "Invoice.paid", "in*voice.paid", "*.paid x"] {
+            assert!(
+                TypeFilter::parse("type", &[bad.to_owned()]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn previous_attributes_become_a_struct() {
+        let value =
+            json_to_proto(serde_json::json!({"status": "open", "amount": 5, "tags": ["a"]}));
+        let Some(prost_types::value::Kind::StructValue(s)) = value.kind else {
+            panic!("struct")
+        };
+        assert_eq!(s.fields.len(), 3);
+    }
+}

@@ -1,0 +1,180 @@
+//! One span per RPC, following OpenTelemetry's gRPC conventions (`rpc.system`, `rpc.service`,
+//! `rpc.method`, `rpc.grpc.status_code`), continuing the caller's W3C trace context, and giving the
+//! request its id. The span stays open until the response body (and its trailers) is finished, so
+//! it records the final gRPC status even for streams.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+use tracing::Span;
+
+use crate::context::RequestId;
+use crate::ids::IdPrefix;
+use crate::telemetry::{adopt_remote_parent, current_trace_id};
+
+/// Adds the per-RPC span; outermost layer of every settle server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcTraceLayer;
+
+impl<S> Layer<S> for GrpcTraceLayer {
+    type Service = GrpcTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcTrace { inner }
+    }
+}
+
+/// The service [`GrpcTraceLayer`] wraps.
+#[derive(Clone, Debug)]
+pub struct GrpcTrace<S> {
+    inner: S,
+}
+
+fn rpc_span(path: &str) -> Span {
+    let trimmed = path.trim_start_matches('/');
+    let (service, method) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    // Probes and tooling would drown the real traffic; they get debug-level spans.
+    if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
+        tracing::debug_span!(
+            "grpc",
+            otel.name = trimmed,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        )
+    } else {
+        tracing::info_span!(
+            "grpc",
+            otel.name = trimmed,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+        )
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcTrace<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+{
+    type Response = http::Response<TracedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = TracedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let span = rpc_span(request.uri().path());
+        adopt_remote_parent(&span, request.headers());
+        let request_id: Arc<str> = span
+            .in_scope(current_trace_id)
+            .map(|trace| format!("req_{trace}"))
+            .unwrap_or_else(|| IdPrefix::Request.generate())
+            .into();
+        span.record("request_id", &*request_id);
+        request.extensions_mut().insert(RequestId(request_id));
+        let inner = span.in_scope(|| self.inner.call(request));
+        TracedFuture {
+            inner,
+            span: Some(span),
+        }
+    }
+}
+
+pin_project! {
+    /// Polls the inner response future inside the RPC span.
+    pub struct TracedFuture<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+    }
+}
+
+impl<F, ResBody, E> Future for TracedFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = Result<http::Response<TracedBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let span = this.span.take().unwrap_or_else(Span::none);
+        let polled = span.in_scope(|| this.inner.poll(cx));
+        match polled {
+            Poll::Pending => {
+                *this.span = Some(span);
+                Poll::Pending
+            }
+            Poll::Ready(Ok(response)) => {
+                // A trailers-only response (every error a handler returns) has the status here.
+                if let Some(code) = grpc_status(response.headers()) {
+                    record_status(&span, code);
+                }
+                Poll::Ready(Ok(response.map(|inner| TracedBody { inner, span })))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body, carrying the RPC span until the last frame.
+    pub struct TracedBody<B> {
+        #[pin]
+        inner: B,
+        span: Span,
+    }
+}
+
+impl<B: Body> Body for TracedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &frame {
+            if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                record_status(this.span, code);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+fn record_status(span: &Span, code: i32) {
+    span.record("rpc.grpc.status_code", code);
+    // Server spans are errors for codes that mean the server failed, per the OTel conventions.
+    let server_fault = matches!(code, 2 | 4 | 12 | 13 | 14 | 15);
+    if server_fault {
+        span.record("otel.status_code", "ERROR");
+    }
+}
