@@ -119,6 +119,12 @@ pub fn load<C: DeserializeOwned>(defaults: impl Serialize) -> Result<C, ConfigEr
         .map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
 
+impl AsRef<PlatformConfig> for PlatformConfig {
+    fn as_ref(&self) -> &PlatformConfig {
+        self
+    }
+}
+
 impl PlatformConfig {
     /// The API keys, or the development keys when none are configured.
     pub fn api_keys(&self) -> Result<ApiKeys, ConfigError> {

@@ -87,13 +87,34 @@ impl Default for PoolSettings {
 /// A service's migrations, one folder per dialect (`migrations/postgres`, `migrations/sqlite`).
 pub struct Migrations {
     /// Names the set in errors and logs (`payments`).
-    pub name: &'static str,
-    pub postgres: &'static Migrator,
-    pub sqlite: &'static Migrator,
+    name: &'static str,
+    postgres: Option<&'static Migrator>,
+    sqlite: Option<&'static Migrator>,
 }
 
 impl Migrations {
-    fn for_backend(&self, backend: Backend) -> &'static Migrator {
+    pub const fn new(
+        name: &'static str,
+        postgres: &'static Migrator,
+        sqlite: &'static Migrator,
+    ) -> Self {
+        Migrations {
+            name,
+            postgres: Some(postgres),
+            sqlite: Some(sqlite),
+        }
+    }
+
+    /// A service with no tables of its own yet: only the platform's are applied.
+    pub const fn none(name: &'static str) -> Self {
+        Migrations {
+            name,
+            postgres: None,
+            sqlite: None,
+        }
+    }
+
+    fn for_backend(&self, backend: Backend) -> Option<&'static Migrator> {
         match backend {
             Backend::Postgres => self.postgres,
             Backend::Sqlite => self.sqlite,
@@ -179,14 +200,16 @@ impl Db {
                 set: "platform",
                 source,
             })?;
-        migrations
-            .for_backend(self.backend)
-            .run(&self.pool)
-            .await
-            .map_err(|source| DbError::Migrate {
-                set: migrations.name,
-                source,
-            })
+        match migrations.for_backend(self.backend) {
+            Some(migrator) => migrator
+                .run(&self.pool)
+                .await
+                .map_err(|source| DbError::Migrate {
+                    set: migrations.name,
+                    source,
+                }),
+            None => Ok(()),
+        }
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write lock up front
@@ -238,6 +261,40 @@ fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
     } else {
         format!("{url}?mode=rwc")
     })
+}
+
+/// A boolean column read through the `Any` driver. PostgreSQL columns are `BOOLEAN`; SQLite
+/// columns are `INTEGER` 0/1, because the `Any` driver cannot map SQLite's `BOOLEAN` declared type.
+/// Writes bind a plain `bool`, which both accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbBool(pub bool);
+
+impl From<DbBool> for bool {
+    fn from(value: DbBool) -> bool {
+        value.0
+    }
+}
+
+impl sqlx::Type<Any> for DbBool {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <bool as sqlx::Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        use sqlx::any::AnyTypeInfoKind::{BigInt, Bool, Integer, SmallInt};
+        matches!(ty.kind(), Bool | SmallInt | Integer | BigInt)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Any> for DbBool {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        use sqlx::ValueRef;
+        if value.type_info().kind() == sqlx::any::AnyTypeInfoKind::Bool {
+            <bool as sqlx::Decode<Any>>::decode(value).map(DbBool)
+        } else {
+            <i64 as sqlx::Decode<Any>>::decode(value).map(|v| DbBool(v != 0))
+        }
+    }
 }
 
 /// Whether a query failed on a unique constraint (a lost race on an insert).

@@ -49,6 +49,7 @@ struct EventRow {
     request_id: Option<String>,
     idempotency_key: Option<String>,
     traceparent: Option<String>,
+    #[sqlx(try_from = "crate::db::DbBool")]
     livemode: bool,
     created: i64,
 }

@@ -13,6 +13,7 @@ pub enum IdPrefix {
     Account,
     Attachment,
     BalanceTransaction,
+    Charge,
     CreditNote,
     CreditNoteLine,
     Event,
@@ -35,6 +36,7 @@ impl IdPrefix {
             IdPrefix::Account => "acct_",
             IdPrefix::Attachment => "patt_",
             IdPrefix::BalanceTransaction => "cbtxn_",
+            IdPrefix::Charge => "ch_",
             IdPrefix::CreditNote => "cn_",
             IdPrefix::CreditNoteLine => "cnli_",
             IdPrefix::Event => "evt_",
@@ -57,6 +59,7 @@ impl IdPrefix {
             IdPrefix::Account => "account",
             IdPrefix::Attachment => "payment_attachment",
             IdPrefix::BalanceTransaction => "customer_balance_transaction",
+            IdPrefix::Charge => "charge",
             IdPrefix::CreditNote => "credit_note",
             IdPrefix::CreditNoteLine => "credit_note_line_item",
             IdPrefix::Event => "event",
@@ -79,6 +82,19 @@ impl IdPrefix {
         id.push_str(self.as_str());
         encode_base62(next_value(), &mut id);
         id
+    }
+
+    /// A secret to hand to a client (`<id>_secret_<24 random characters>`), as Stripe's
+    /// `client_secret`s look.
+    pub fn client_secret(id: &str) -> String {
+        let mut random = [0u8; 24];
+        // As for ids: without an entropy source the secret is still unique, only guessable.
+        let _ = getrandom::fill(&mut random);
+        let body: String = random
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(*b) % 62]))
+            .collect();
+        format!("{id}_secret_{body}")
     }
 
     /// Whether `id` is shaped like an id of this kind (prefix plus a non-empty base62 body).

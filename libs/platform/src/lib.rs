@@ -12,6 +12,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT handling; [`testing`]: throwaway databases for tests.
 
 pub mod auth;
+pub mod bin_support;
 pub mod client;
 pub mod config;
 pub mod context;
@@ -22,12 +23,15 @@ pub mod idempotency;
 pub mod ids;
 pub mod outbox;
 pub mod pagination;
+pub mod search;
 pub mod server;
 pub mod shutdown;
 pub mod sql;
+pub mod startup;
 pub mod telemetry;
 pub mod testing;
 pub mod time;
 pub mod trace_layer;
+pub mod validate;
 
 pub use error::ApiError;

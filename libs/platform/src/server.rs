@@ -213,6 +213,8 @@ fn reflection(service_names: &[&'static str]) -> tonic_reflection::server::Build
     let mut builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(settle_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // google.rpc.ErrorInfo / BadRequest, so tools can decode error details.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1.ServerReflection");
     for name in service_names {

@@ -14,7 +14,7 @@ CREATE TABLE outbox_events (
     request_id          TEXT,
     idempotency_key     TEXT,
     traceparent         TEXT,
-    livemode            BOOLEAN NOT NULL,
+    livemode            INTEGER NOT NULL,
     created             INTEGER NOT NULL,
     seq                 INTEGER UNIQUE
 );

@@ -1,0 +1,52 @@
+//! The `main` of every service binary: load config (exit 64 with one clear line if it is bad),
+//! `--dump-config`, telemetry, signal handling, build, serve.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, PlatformConfig};
+use crate::telemetry::{self, LogSink};
+
+/// Runs a service binary. `load` reads its configuration, `run` builds and serves it until the
+/// token is cancelled.
+pub async fn run_service<C, L, R, F, E>(name: &str, load: L, run: R) -> ExitCode
+where
+    C: Debug + AsRef<PlatformConfig>,
+    L: FnOnce() -> Result<C, ConfigError>,
+    R: FnOnce(C, CancellationToken) -> F,
+    F: Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
+{
+    let config = match load() {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{name}: invalid configuration: {error}");
+            return ExitCode::from(64);
+        }
+    };
+    if std::env::args().any(|arg| arg == "--dump-config") {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    let log_format = config.as_ref().log_format;
+    let _telemetry = match telemetry::init(name, LogSink::Stdout, log_format) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            return ExitCode::from(70);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    crate::shutdown::cancel_on_signal(shutdown.clone());
+    match run(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %crate::error::ErrorChain(&error), "{name} failed");
+            eprintln!("{name}: {}", crate::error::ErrorChain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Payments domain logic: no gRPC, no SQL.
+
+pub mod payment_intent;
+pub mod payment_method;

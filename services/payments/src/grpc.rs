@@ -1,0 +1,24 @@
+//! gRPC handlers: they translate requests into domain commands and store calls, and errors into
+//! statuses (once, in [`error`]).
+
+pub mod error;
+pub mod params;
+pub mod payment_intents;
+
+pub use payment_intents::PaymentIntentsApi;
+
+use settle_platform::db::Db;
+use settle_platform::outbox::EventHub;
+
+/// What every handler of the payments service shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Db,
+    pub hub: EventHub,
+}
+
+impl AppState {
+    pub fn new(db: Db, hub: EventHub) -> Self {
+        AppState { db, hub }
+    }
+}

@@ -1,0 +1,201 @@
+//! The `payment_intents` table: the stored document plus the columns lists and search read.
+
+use prost::Message;
+use settle_platform::db::{Backend, Db, Tx};
+use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
+use settle_platform::search::{Field, FieldKind, Query};
+use settle_platform::sql::SqlBuilder;
+use settle_proto::settle::payments::v1 as pb;
+
+use super::StoreError;
+use crate::model::status_from_pb;
+
+/// Fields `SearchPaymentIntents` accepts (Stripe's), and the columns they read.
+pub const SEARCH_FIELDS: &[Field] = &[
+    Field {
+        name: "amount",
+        kind: FieldKind::Number,
+        column: "amount",
+    },
+    Field {
+        name: "created",
+        kind: FieldKind::Number,
+        column: "created",
+    },
+    Field {
+        name: "currency",
+        kind: FieldKind::Text,
+        column: "currency",
+    },
+    Field {
+        name: "customer",
+        kind: FieldKind::Text,
+        column: "customer",
+    },
+    Field {
+        name: "status",
+        kind: FieldKind::Text,
+        column: "status",
+    },
+];
+
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    document: Vec<u8>,
+}
+
+fn decode(rows: Vec<DocumentRow>) -> Result<Vec<pb::PaymentIntent>, StoreError> {
+    rows.into_iter()
+        .map(|r| pb::PaymentIntent::decode(r.document.as_slice()).map_err(StoreError::from))
+        .collect()
+}
+
+fn status_name(doc: &pb::PaymentIntent) -> &'static str {
+    status_from_pb(doc.status).map_or("unknown", |s| s.as_str())
+}
+
+fn metadata_json(doc: &pb::PaymentIntent) -> String {
+    serde_json::to_string(&doc.metadata).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Inserts a new intent.
+pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO payment_intents (id, account_id, livemode, status, amount, amount_capturable, \
+           amount_received, currency, customer, metadata, created, document) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(doc.id.as_str())
+    .bind(account)
+    .bind(doc.livemode)
+    .bind(status_name(doc))
+    .bind(doc.amount)
+    .bind(doc.amount_capturable)
+    .bind(doc.amount_received)
+    .bind(doc.currency.as_str())
+    .bind(doc.customer.as_deref())
+    .bind(metadata_json(doc))
+    .bind(doc.created)
+    .bind(doc.encode_to_vec())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes back a changed intent (read with [`find_for_update`] in the same transaction).
+pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE payment_intents SET status = $3, amount = $4, amount_capturable = $5, \
+           amount_received = $6, currency = $7, customer = $8, metadata = $9, document = $10 \
+         WHERE account_id = $1 AND id = $2",
+    )
+    .bind(account)
+    .bind(doc.id.as_str())
+    .bind(status_name(doc))
+    .bind(doc.amount)
+    .bind(doc.amount_capturable)
+    .bind(doc.amount_received)
+    .bind(doc.currency.as_str())
+    .bind(doc.customer.as_deref())
+    .bind(metadata_json(doc))
+    .bind(doc.encode_to_vec())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Reads one intent of the account.
+pub async fn find(
+    db: &Db,
+    account: &str,
+    id: &str,
+) -> Result<Option<pb::PaymentIntent>, StoreError> {
+    let row: Option<DocumentRow> =
+        sqlx::query_as("SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(decode(row.into_iter().collect())?.pop())
+}
+
+/// Reads one intent and locks it until the transaction ends (SQLite's write transaction already
+/// excludes other writers).
+pub async fn find_for_update(
+    tx: &mut Tx,
+    backend: Backend,
+    account: &str,
+    id: &str,
+) -> Result<Option<pb::PaymentIntent>, StoreError> {
+    let sql = backend.pick(
+        "SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2 FOR UPDATE",
+        "SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2",
+    );
+    let row: Option<DocumentRow> = sqlx::query_as(sql)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(decode(row.into_iter().collect())?.pop())
+}
+
+/// Filters of `ListPaymentIntents`.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub customer: Option<String>,
+    pub created: Option<settle_proto::common::v1::RangeFilter>,
+}
+
+/// One page of the account's intents, newest first.
+pub async fn list(
+    db: &Db,
+    account: &str,
+    filter: &ListFilter,
+    page: &PageRequest,
+) -> Result<Page<pb::PaymentIntent>, StoreError> {
+    let mut query = SqlBuilder::new("SELECT document FROM payment_intents WHERE account_id = ");
+    query.bind(account.to_owned());
+    if let Some(customer) = &filter.customer {
+        query.filter(" AND customer = ", customer.clone());
+    }
+    push_range(&mut query, RangeColumn::Created, filter.created.as_ref());
+    page.push_sql(&mut query);
+    let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
+    Ok(page.finish(decode(rows)?))
+}
+
+/// One page of the account's intents matching a search query, newest first, and how many match
+/// in all.
+pub async fn search(
+    db: &Db,
+    account: &str,
+    query: &Query,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<(Page<pb::PaymentIntent>, i64), StoreError> {
+    let mut rows_sql = SqlBuilder::new("SELECT document FROM payment_intents WHERE account_id = ");
+    rows_sql.bind(account.to_owned());
+    query.push_sql(&mut rows_sql, db.backend());
+    if let Some(after) = after {
+        rows_sql.filter(" AND id < ", after.to_owned());
+    }
+    rows_sql
+        .push(" ORDER BY id DESC LIMIT ")
+        .bind(i64::from(limit) + 1);
+    let mut rows = decode(rows_sql.fetch_all::<DocumentRow, _>(db.pool()).await?)?;
+
+    let mut count_sql = SqlBuilder::new("SELECT COUNT(*) FROM payment_intents WHERE account_id = ");
+    count_sql.bind(account.to_owned());
+    query.push_sql(&mut count_sql, db.backend());
+    let total: i64 = count_sql.fetch_scalar(db.pool()).await?;
+
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((
+        Page {
+            data: rows,
+            has_more,
+        },
+        total,
+    ))
+}
