@@ -144,13 +144,13 @@ impl ApiKeys {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .map(str::to_owned);
-        if let Some(internal) = &internal_key {
-            if keys.contains_key(internal) {
-                return Err(KeysConfigError {
-                    entry: redact(internal),
-                    problem: "the internal key must differ from every API key",
-                });
-            }
+        if let Some(internal) = &internal_key
+            && keys.contains_key(internal)
+        {
+            return Err(KeysConfigError {
+                entry: redact(internal),
+                problem: "the internal key must differ from every API key",
+            });
         }
         Ok(ApiKeys { keys, internal_key })
     }

@@ -158,6 +158,8 @@ impl PlatformConfig {
 }
 
 #[cfg(test)]
+// figment's Jail fixes the closures' error type to its own (large) error.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -174,6 +176,7 @@ mod tests {
     #[test]
     fn defaults_work_and_env_overrides_them() {
         figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             let defaults = || PlatformDefaults::for_service("invoices", 50051);
             let peers = || PeerDefaults {
                 payments_url: "http://127.0.0.1:50052",
@@ -208,6 +211,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting_and_its_source() {
         figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("SETTLE_LISTEN_ADDR", "not an address");
             let result: Result<PlatformConfig, _> =
                 load(PlatformDefaults::for_service("invoices", 50051));

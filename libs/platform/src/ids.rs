@@ -132,7 +132,7 @@ fn next_value() -> u128 {
     static LAST: Mutex<u128> = Mutex::new(0);
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u128 & ((1 << 48) - 1))
+        .map(|d| d.as_millis() & ((1 << 48) - 1))
         .unwrap_or(0);
     let mut random = [0u8; 10];
     // getrandom only fails on platforms without an entropy source; the timestamp and the

@@ -397,7 +397,7 @@ mod tests {
             let error = parse(bad, FIELDS).unwrap_err();
             assert_eq!(error.field_violations[0].0, "query", "{bad:?}");
         }
-        let eleven = vec!["amount>1"; 11].join(" AND ");
+        let eleven = ["amount>1"; 11].join(" AND ");
         assert!(parse(&eleven, FIELDS).is_err());
     }
 

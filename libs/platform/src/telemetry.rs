@@ -45,10 +45,10 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5)) {
-                eprintln!("could not flush traces: {error}");
-            }
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5))
+        {
+            eprintln!("could not flush traces: {error}");
         }
     }
 }

@@ -149,10 +149,10 @@ impl<B: Body> Body for TracedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(frame)) = &frame {
-            if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
-                record_status(this.span, code);
-            }
+        if let Some(Ok(frame)) = &frame
+            && let Some(code) = frame.trailers_ref().and_then(grpc_status)
+        {
+            record_status(this.span, code);
         }
         Poll::Ready(frame)
     }

@@ -1,5 +1,8 @@
 //! Store tests of the platform's tables — idempotency keys and the outbox — on SQLite and PostgreSQL.
 
+// Test code: a panic is a clear failure, so unwrap and expect are fine here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,11 +21,7 @@ use tonic::Code;
 
 static TEST_POSTGRES: Migrator = sqlx::migrate!("tests/migrations/postgres");
 static TEST_SQLITE: Migrator = sqlx::migrate!("tests/migrations/sqlite");
-static MIGRATIONS: Migrations = Migrations {
-    name: "platform-tests",
-    postgres: &TEST_POSTGRES,
-    sqlite: &TEST_SQLITE,
-};
+static MIGRATIONS: Migrations = Migrations::new("platform-tests", &TEST_POSTGRES, &TEST_SQLITE);
 
 const METHOD: &str = "/settle.test.v1.WidgetService/CreateWidget";
 

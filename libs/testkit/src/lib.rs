@@ -25,15 +25,26 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use settle_platform::testing;
 
-/// A platform configuration for tests: loopback port 0, the given database, development keys.
+/// A second account's key, for tenancy tests.
+pub const OTHER_API_KEY: &str = "sk_test_other_account";
+/// The account [`OTHER_API_KEY`] acts for.
+pub const OTHER_ACCOUNT: &str = "acct_other";
+/// The internal key test services share.
+pub const INTERNAL_KEY: &str = "sk_internal_test_key";
+
+/// A platform configuration for tests: loopback port 0, the given database, the development key
+/// plus [`OTHER_API_KEY`], and [`INTERNAL_KEY`].
 pub fn config(database: &TestDatabase) -> PlatformConfig {
     settle_platform::telemetry::init_for_tests();
     PlatformConfig {
         listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: SecretString::from(database.url().to_owned()),
         database_max_connections: 8,
-        api_keys: None,
-        internal_key: None,
+        api_keys: Some(SecretString::from(format!(
+            "{DEV_API_KEY}={},{OTHER_API_KEY}={OTHER_ACCOUNT}",
+            settle_platform::auth::DEV_ACCOUNT
+        ))),
+        internal_key: Some(SecretString::from(INTERNAL_KEY.to_owned())),
         shutdown_grace_seconds: 5,
         log_format: LogFormat::Text,
         instance_id: "test".to_owned(),

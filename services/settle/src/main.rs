@@ -75,10 +75,6 @@ impl Launcher {
             instance_id: format!("settle-{}", std::process::id()),
         }
     }
-
-    fn url(&self, port: u16) -> String {
-        format!("http://{}", SocketAddr::new(self.host, port))
-    }
 }
 
 fn load() -> Result<Loaded, ConfigError> {
@@ -121,11 +117,13 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
     )
     .await
     .map_err(start("payments"))?;
+    // Peers are addressed where they actually listen (a port of 0 picks a free one).
+    let payments_url = format!("http://{}", payments.local_addr());
     let invoices = settle_invoices::startup::Application::build(
         settle_invoices::config::InvoicesConfig {
             platform: l.service("invoices", l.invoices_port),
             peers: settle_invoices::config::Peers {
-                payments_url: l.url(l.payments_port),
+                payments_url: payments_url.clone(),
             },
         },
         shutdown.clone(),
@@ -136,8 +134,8 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
         settle_credit_notes::config::CreditNotesConfig {
             platform: l.service("credit-notes", l.credit_notes_port),
             peers: settle_credit_notes::config::Peers {
-                invoices_url: l.url(l.invoices_port),
-                payments_url: l.url(l.payments_port),
+                invoices_url: format!("http://{}", invoices.local_addr()),
+                payments_url,
             },
         },
         shutdown.clone(),

@@ -675,7 +675,7 @@ mod tests {
                     Action::Settle(ok) => intent.settle(if ok { Ok(()) } else {
                         Err(PaymentError { code: "x".into(), decline_code: None, message: "x".into(), payment_method: None, payment_method_type: None })
                     }),
-                    Action::SetAmount(a) => intent.set_amount(a),
+                    Action::SetAmount(a) => intent.set_amount(a).map(|()| vec![]),
                 };
                 if result.is_err() {
                     prop_assert_eq!(&intent, &before, "a refused action changed the intent");

@@ -203,7 +203,7 @@ pub fn merge_method_options(
                 .map(|i| pb::PaymentIntentCardInstallments {
                     available_plans: Vec::new(),
                     enabled: i.enabled.unwrap_or(false),
-                    plan: i.plan.clone(),
+                    plan: i.plan,
                 }),
             mandate_options: card.mandate_options.clone(),
             network: card.network,
@@ -221,7 +221,7 @@ pub fn merge_method_options(
     if let Some(bank) = &params.us_bank_account {
         options.us_bank_account = Some(pb::PaymentIntentUsBankAccountOptions {
             financial_connections: bank.financial_connections.clone(),
-            mandate_options: bank.mandate_options.clone(),
+            mandate_options: bank.mandate_options,
             setup_future_usage: bank.setup_future_usage,
             target_date: bank.target_date.clone(),
             transaction_purpose: bank.transaction_purpose,

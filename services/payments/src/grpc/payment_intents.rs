@@ -99,14 +99,12 @@ impl PaymentIntentsApi {
             req.payment_method_configuration.as_deref(),
         )?;
         let confirm = req.confirm.unwrap_or(false);
-        if !confirm {
-            if let Some(name) = confirm_only_params(&req) {
-                return Err(ApiError::invalid_param(
-                    name,
-                    ErrorReason::ParameterInvalid,
-                    format!("{name} can only be used with confirm=true."),
-                ));
-            }
+        if !confirm && let Some(name) = confirm_only_params(&req) {
+            return Err(ApiError::invalid_param(
+                name,
+                ErrorReason::ParameterInvalid,
+                format!("{name} can only be used with confirm=true."),
+            ));
         }
         let currency = params::currency("currency", &req.currency)?;
         let capture_method = params::capture_method("capture_method", req.capture_method)?
@@ -391,15 +389,14 @@ impl PaymentIntentsApi {
             if let Some(secret) = req.client_secret.as_deref() {
                 check_client_secret(doc, secret)?;
             }
-            if let Some(amount) = req.amount_to_confirm {
-                if amount != intent.amount.get() {
+            if let Some(amount) = req.amount_to_confirm
+                && amount != intent.amount.get() {
                     return Err(ApiError::invalid_param(
                         "amount_to_confirm",
                         ErrorReason::PaymentIntentInvalidParameter,
                         "settle has no partial authorizations: amount_to_confirm must equal the intent's amount.",
                     ));
                 }
-            }
             if let Some(capture_method) = capture_method {
                 intent.set_capture_method(capture_method)?;
             }

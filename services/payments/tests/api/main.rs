@@ -1,0 +1,8 @@
+//! End-to-end tests of the payments service over gRPC, on SQLite and PostgreSQL.
+
+// Test code: a panic is a clear failure, so unwrap and expect are fine here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod payment_intents;
+mod platform;
