@@ -222,3 +222,69 @@ pub fn current_trace_id() -> Option<String> {
         .is_valid()
         .then(|| span_context.trace_id().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// A subscriber that builds OpenTelemetry contexts (no exporter), for the current thread only.
+    fn with_otel<R>(f: impl FnOnce() -> R) -> R {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    #[test]
+    fn a_server_span_continues_the_callers_trace() {
+        with_otel(|| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", TRACEPARENT.parse().unwrap());
+            let span = tracing::info_span!("rpc");
+            adopt_remote_parent(&span, &headers);
+            let trace_id = span.in_scope(current_trace_id);
+            assert_eq!(
+                trace_id.as_deref(),
+                Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            );
+        });
+    }
+
+    #[test]
+    fn outgoing_calls_carry_the_current_trace() {
+        with_otel(|| {
+            let mut incoming = http::HeaderMap::new();
+            incoming.insert("traceparent", TRACEPARENT.parse().unwrap());
+            let span = tracing::info_span!("rpc");
+            adopt_remote_parent(&span, &incoming);
+            let mut outgoing = http::HeaderMap::new();
+            span.in_scope(|| inject_current_context(&mut outgoing));
+            let sent = outgoing
+                .get("traceparent")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{sent}"
+            );
+            assert_ne!(sent, TRACEPARENT, "the child span is the new parent");
+            assert_eq!(
+                span.in_scope(current_traceparent).as_deref(),
+                Some(sent.as_str())
+            );
+        });
+    }
+
+    #[test]
+    fn without_a_trace_nothing_is_propagated() {
+        let mut outgoing = http::HeaderMap::new();
+        inject_current_context(&mut outgoing);
+        assert!(outgoing.is_empty());
+        assert_eq!(current_traceparent(), None);
+    }
+}
