@@ -134,6 +134,18 @@ pub fn idempotent<T>(message: T, idempotency_key: &str) -> Request<T> {
     request
 }
 
+/// Wraps `message` as one settle service calling another for `account` (the internal key).
+pub fn internal<T>(message: T, account: &str) -> Request<T> {
+    let mut request = with_key(message, INTERNAL_KEY);
+    request.metadata_mut().insert(
+        settle_platform::auth::ACCOUNT_HEADER,
+        account
+            .parse()
+            .unwrap_or_else(|_| panic!("invalid account {account:?}")),
+    );
+    request
+}
+
 /// Wraps `message` with an arbitrary bearer key.
 pub fn with_key<T>(message: T, key: &str) -> Request<T> {
     let mut request = Request::new(message);

@@ -1,4 +1,5 @@
 //! Payments domain logic: no gRPC, no SQL.
 
+pub mod attachment;
 pub mod payment_intent;
 pub mod payment_method;

@@ -1,10 +1,12 @@
 //! gRPC handlers: they translate requests into domain commands and store calls, and errors into
 //! statuses (once, in [`error`]).
 
+pub mod attachments;
 pub mod error;
 pub mod params;
 pub mod payment_intents;
 
+pub use attachments::AttachmentsApi;
 pub use payment_intents::PaymentIntentsApi;
 
 use settle_platform::db::Db;

@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use settle_platform::config::PlatformConfig;
 use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
+use settle_proto::settle::payments::v1::payment_attachment_service_server::PaymentAttachmentServiceServer;
 use settle_proto::settle::payments::v1::payment_intent_service_server::PaymentIntentServiceServer;
 use tokio_util::sync::CancellationToken;
 
-use crate::grpc::{AppState, PaymentIntentsApi};
+use crate::grpc::{AppState, AttachmentsApi, PaymentIntentsApi};
 
 /// A built payments service, bound and migrated, ready to serve.
 pub struct Application {
@@ -24,9 +25,14 @@ impl Application {
         let foundation =
             Foundation::start("payments", &config, &crate::MIGRATIONS, shutdown).await?;
         let state = AppState::new(foundation.db().clone(), foundation.hub().clone());
-        let foundation = foundation.add_service(PaymentIntentServiceServer::new(
-            PaymentIntentsApi::new(state),
-        ));
+        let foundation = foundation
+            .add_service(PaymentIntentServiceServer::new(PaymentIntentsApi::new(
+                state.clone(),
+            )))
+            // Saga-facing: only settle's own services (the internal key) may call it.
+            .add_internal_service(PaymentAttachmentServiceServer::new(AttachmentsApi::new(
+                state,
+            )));
         Ok(Application { foundation })
     }
 

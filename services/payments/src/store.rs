@@ -1,6 +1,7 @@
 //! SQL for the payments tables. Every function takes the account and the caller's executor or
 //! transaction, so one use case composes several writes and commits once.
 
+pub mod attachments;
 pub mod payment_intents;
 
 use settle_platform::ApiError;

@@ -12,6 +12,7 @@
 
 use settle_money::{Amount, Currency};
 
+use super::attachment::PaymentOutcome;
 use super::payment_method::{AttemptOutcome, MethodType, TestPaymentMethod};
 
 /// Stripe's largest amount for a payment: eight digits.
@@ -470,9 +471,27 @@ impl PaymentIntent {
         Ok(vec![IntentEvent::Canceled])
     }
 
-    /// Whether the intent can still count toward an invoice (not canceled, not failed for good).
-    pub fn can_count(&self) -> bool {
-        !matches!(self.status, Status::Canceled)
+    /// The intent's state as an invoice sees it: failed means the latest attempt was declined and
+    /// nothing has been received.
+    pub fn outcome(&self) -> PaymentOutcome {
+        match self.status {
+            Status::Succeeded => PaymentOutcome::Succeeded,
+            Status::Canceled => PaymentOutcome::Canceled,
+            Status::RequiresPaymentMethod if self.last_payment_error.is_some() => {
+                PaymentOutcome::Failed
+            }
+            _ => PaymentOutcome::Pending,
+        }
+    }
+
+    /// What the intent can contribute to an invoice: what it received once succeeded, else its
+    /// amount.
+    pub fn contribution(&self) -> Amount {
+        if self.status == Status::Succeeded {
+            self.amount_received
+        } else {
+            self.amount
+        }
     }
 }
 
@@ -613,7 +632,7 @@ mod tests {
             .unwrap();
         assert_eq!(canceled.canceled_at, Some(7));
         assert!(canceled.confirm(Some("pm_card_visa"), "ch".into()).is_err());
-        assert!(!canceled.can_count());
+        assert_eq!(canceled.outcome(), PaymentOutcome::Canceled);
     }
 
     #[test]

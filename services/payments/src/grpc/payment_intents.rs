@@ -19,6 +19,7 @@ use super::AppState;
 use super::params::{self, Descriptive};
 use crate::domain::payment_intent::{IntentEvent, NewIntent, PaymentIntent};
 use crate::model::{cancellation_reason_from_pb, intent_from_document, render_intent};
+use crate::store::attachments;
 use crate::store::payment_intents::{self as store, ListFilter, SEARCH_FIELDS};
 
 const CREATE: &str = "/settle.payments.v1.PaymentIntentService/CreatePaymentIntent";
@@ -195,6 +196,7 @@ impl PaymentIntentsApi {
         method: &'static str,
         request: &M,
         id: &str,
+        refuse_if_attached: Option<&'static str>,
         change: F,
     ) -> Result<pb::PaymentIntent, ApiError>
     where
@@ -214,6 +216,19 @@ impl PaymentIntentsApi {
         let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.account(), id)
             .await?
             .ok_or_else(|| not_found(id))?;
+        if let Some(field) = refuse_if_attached {
+            // The intent's row lock serializes this with ReserveAttachment, which locks it too.
+            if let Some(attachment) = attachments::find_active(&mut *tx, ctx.account(), id).await? {
+                return Err(ApiError::failed_precondition(
+                    ErrorReason::PaymentAlreadyAttached,
+                    format!(
+                        "This PaymentIntent is attached to invoice {}; its {field} cannot change until it is detached.",
+                        attachment.invoice
+                    ),
+                )
+                .with_violation(field, "The payment is attached to an invoice."));
+            }
+        }
         let mut intent = intent_from_document(&doc)?;
         let events = change(&mut intent, &mut doc)?;
         render_intent(&intent, &mut doc);
@@ -283,7 +298,17 @@ impl PaymentIntentsApi {
             .transpose()?;
         let id = req.id.clone();
 
-        self.mutate(ctx, UPDATE, &req, &id, |intent, doc| {
+        // What an attached invoice counted must not change under it.
+        let money_field = if req.amount.is_some() {
+            Some("amount")
+        } else if req.currency.is_some() {
+            Some("currency")
+        } else if req.customer.is_some() {
+            Some("customer")
+        } else {
+            None
+        };
+        self.mutate(ctx, UPDATE, &req, &id, money_field, |intent, doc| {
             // Money and method fields first: they may be refused by the intent's status.
             if let Some(currency) = currency {
                 intent.set_currency(currency)?;
@@ -385,7 +410,7 @@ impl PaymentIntentsApi {
             .map(|s| params::shipping(Some(s)))
             .transpose()?;
         let id = req.id.clone();
-        self.mutate(ctx, CONFIRM, &req, &id, |intent, doc| {
+        self.mutate(ctx, CONFIRM, &req, &id, None, |intent, doc| {
             if let Some(secret) = req.client_secret.as_deref() {
                 check_client_secret(doc, secret)?;
             }
@@ -460,7 +485,7 @@ impl PaymentIntentsApi {
         )?;
         validate::metadata("metadata", &req.metadata)?;
         let id = req.id.clone();
-        self.mutate(ctx, CAPTURE, &req, &id, |intent, doc| {
+        self.mutate(ctx, CAPTURE, &req, &id, None, |intent, doc| {
             let events = intent.capture(req.amount_to_capture)?;
             if let Some(details) = &req.amount_details {
                 doc.amount_details = params::amount_details(&doc.id, Some(details))?;
@@ -500,7 +525,7 @@ impl PaymentIntentsApi {
         };
         let id = req.id.clone();
         let now = now_unix();
-        self.mutate(ctx, CANCEL, &req, &id, |intent, _doc| {
+        self.mutate(ctx, CANCEL, &req, &id, None, |intent, _doc| {
             Ok(intent.cancel(reason, now)?)
         })
         .await

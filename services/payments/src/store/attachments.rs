@@ -1,0 +1,120 @@
+//! The `payment_attachments` table. "At most one live attachment per payment" is the partial
+//! unique index `payment_attachments_active`, not a check in code.
+
+use settle_platform::db::Tx;
+
+use super::StoreError;
+use crate::domain::attachment::{AttachmentStatus, PaymentKind};
+
+/// One attachment as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttachmentRow {
+    pub id: String,
+    pub payment: String,
+    pub payment_type: String,
+    pub invoice: String,
+    pub saga_id: String,
+    pub status: String,
+    pub customer: String,
+    pub currency: String,
+    pub created: i64,
+    pub updated: i64,
+}
+
+impl AttachmentRow {
+    pub fn status(&self) -> Option<AttachmentStatus> {
+        AttachmentStatus::parse(&self.status)
+    }
+
+    pub fn kind(&self) -> Option<PaymentKind> {
+        PaymentKind::parse(&self.payment_type)
+    }
+}
+
+/// `SELECT <every column> … WHERE account_id = $1` followed by `$filter` (a literal).
+macro_rules! select {
+    ($filter:literal) => {
+        concat!(
+            "SELECT id, payment, payment_type, invoice, saga_id, status, customer, currency, created, \
+             updated FROM payment_attachments WHERE account_id = $1",
+            $filter
+        )
+    };
+}
+
+/// The attachment saga `saga_id` made (or released) on `payment`.
+pub async fn find_by_saga(
+    tx: &mut Tx,
+    account: &str,
+    saga_id: &str,
+    payment: &str,
+) -> Result<Option<AttachmentRow>, StoreError> {
+    Ok(
+        sqlx::query_as(select!(" AND saga_id = $2 AND payment = $3"))
+            .bind(account)
+            .bind(saga_id)
+            .bind(payment)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+/// The payment's live (reserved or confirmed) attachment.
+pub async fn find_active<'e, E>(
+    executor: E,
+    account: &str,
+    payment: &str,
+) -> Result<Option<AttachmentRow>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(
+        sqlx::query_as(select!(" AND payment = $2 AND status <> 'released'"))
+            .bind(account)
+            .bind(payment)
+            .fetch_optional(executor)
+            .await?,
+    )
+}
+
+/// Inserts an attachment. A unique violation means the payment already has a live attachment
+/// (or the saga already has a row for it); the caller turns that into the right error.
+pub async fn insert(tx: &mut Tx, account: &str, row: &AttachmentRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payment_attachments (id, account_id, payment, payment_type, invoice, saga_id, \
+           status, customer, currency, created, updated) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(row.id.as_str())
+    .bind(account)
+    .bind(row.payment.as_str())
+    .bind(row.payment_type.as_str())
+    .bind(row.invoice.as_str())
+    .bind(row.saga_id.as_str())
+    .bind(row.status.as_str())
+    .bind(row.customer.as_str())
+    .bind(row.currency.as_str())
+    .bind(row.created)
+    .bind(row.updated)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves an attachment to `status`.
+pub async fn set_status(
+    tx: &mut Tx,
+    account: &str,
+    id: &str,
+    status: AttachmentStatus,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE payment_attachments SET status = $3, updated = $4 WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
