@@ -90,6 +90,8 @@ pub struct Migrations {
     name: &'static str,
     postgres: Option<&'static Migrator>,
     sqlite: Option<&'static Migrator>,
+    /// History table of a shared set, so it numbers its migrations apart from the service's own.
+    history_table: Option<&'static str>,
 }
 
 impl Migrations {
@@ -102,6 +104,7 @@ impl Migrations {
             name,
             postgres: Some(postgres),
             sqlite: Some(sqlite),
+            history_table: None,
         }
     }
 
@@ -111,7 +114,14 @@ impl Migrations {
             name,
             postgres: None,
             sqlite: None,
+            history_table: None,
         }
+    }
+
+    /// Keeps this set's history in its own table (for sets shared by several services).
+    pub const fn with_history_table(mut self, table: &'static str) -> Self {
+        self.history_table = Some(table);
+        self
     }
 
     fn for_backend(&self, backend: Backend) -> Option<&'static Migrator> {
@@ -185,31 +195,37 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
-    /// Applies the platform's tables, then the service's own migrations.
-    pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
+    /// Applies the platform's tables, then each set of `migrations` in order (the service's own,
+    /// and shared ones such as the saga log).
+    pub async fn migrate(&self, migrations: &[&Migrations]) -> Result<(), DbError> {
         let platform = match self.backend {
             Backend::Postgres => &PLATFORM_POSTGRES,
             Backend::Sqlite => &PLATFORM_SQLITE,
         };
-        let mut platform = Migrator::with_migrations(platform.migrations.to_vec());
-        platform.dangerous_set_table_name(PLATFORM_MIGRATIONS_TABLE);
-        platform
-            .run(&self.pool)
-            .await
-            .map_err(|source| DbError::Migrate {
-                set: "platform",
-                source,
-            })?;
-        match migrations.for_backend(self.backend) {
-            Some(migrator) => migrator
-                .run(&self.pool)
-                .await
-                .map_err(|source| DbError::Migrate {
-                    set: migrations.name,
-                    source,
-                }),
-            None => Ok(()),
+        self.run_migrations("platform", platform, Some(PLATFORM_MIGRATIONS_TABLE)).await?;
+        for set in migrations {
+            if let Some(migrator) = set.for_backend(self.backend) {
+                self.run_migrations(set.name, migrator, set.history_table).await?;
+            }
         }
+        Ok(())
+    }
+
+    async fn run_migrations(
+        &self,
+        set: &'static str,
+        migrator: &Migrator,
+        history_table: Option<&'static str>,
+    ) -> Result<(), DbError> {
+        let result = match history_table {
+            None => migrator.run(&self.pool).await,
+            Some(table) => {
+                let mut own = Migrator::with_migrations(migrator.migrations.to_vec());
+                own.dangerous_set_table_name(table);
+                own.run(&self.pool).await
+            }
+        };
+        result.map_err(|source| DbError::Migrate { set, source })
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write lock up front

@@ -54,7 +54,7 @@ impl Foundation {
     pub async fn start(
         name: &'static str,
         config: &PlatformConfig,
-        migrations: &Migrations,
+        migrations: &[&Migrations],
         shutdown: CancellationToken,
     ) -> Result<Foundation, StartupError> {
         let server = Server::bind(config.listen_addr).await?;

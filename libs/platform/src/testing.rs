@@ -83,7 +83,7 @@ impl TestDatabase {
     }
 
     /// A pool on this database with the platform's and `migrations`' tables applied.
-    pub async fn connect(&self, migrations: &Migrations) -> Result<Db, DbError> {
+    pub async fn connect(&self, migrations: &[&Migrations]) -> Result<Db, DbError> {
         let db = Db::connect(
             &self.url,
             &PoolSettings {

@@ -42,7 +42,7 @@ fn ctx(account: &str, key: Option<&str>) -> RequestContext {
 
 async fn connect(database: &TestDatabase) -> Db {
     database
-        .connect(&MIGRATIONS)
+        .connect(&[&MIGRATIONS])
         .await
         .expect("migrated test database")
 }

@@ -22,7 +22,7 @@ impl Application {
         let foundation = Foundation::start(
             "credit-notes",
             &config.platform,
-            &crate::MIGRATIONS,
+            &[&crate::MIGRATIONS],
             shutdown,
         )
         .await?;

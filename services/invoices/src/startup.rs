@@ -20,7 +20,7 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<Self, StartupError> {
         let foundation =
-            Foundation::start("invoices", &config.platform, &crate::MIGRATIONS, shutdown).await?;
+            Foundation::start("invoices", &config.platform, &[&crate::MIGRATIONS], shutdown).await?;
         Ok(Application { foundation })
     }
 

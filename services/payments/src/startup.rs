@@ -23,7 +23,7 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<Self, StartupError> {
         let foundation =
-            Foundation::start("payments", &config, &crate::MIGRATIONS, shutdown).await?;
+            Foundation::start("payments", &config, &[&crate::MIGRATIONS], shutdown).await?;
         let state = AppState::new(foundation.db().clone(), foundation.hub().clone());
         let foundation = foundation
             .add_service(PaymentIntentServiceServer::new(PaymentIntentsApi::new(
