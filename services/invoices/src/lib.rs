@@ -2,6 +2,7 @@
 //! invoice, invoice-payment, customer-balance and saga APIs arrive with their own issue.
 
 pub mod config;
+pub mod domain;
 pub mod startup;
 
 /// Default gRPC port.

@@ -1,0 +1,3 @@
+//! Invoices domain logic: no gRPC, no SQL.
+
+pub mod amounts;
