@@ -6,9 +6,12 @@ use settle_platform::config::PlatformConfig;
 use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
 use settle_proto::settle::payments::v1::payment_intent_service_server::PaymentIntentServiceServer;
+use settle_proto::settle::payments::v1::refund_service_server::RefundServiceServer;
+use settle_proto::settle::payments::v1::test_helper_service_server::TestHelperServiceServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::grpc::{AppState, PaymentIntentsApi};
+use crate::grpc::{RefundsApi, TestHelpersApi};
 
 /// A built payments service, bound and migrated, ready to serve.
 pub struct Application {
@@ -24,6 +27,11 @@ impl Application {
         let foundation =
             Foundation::start("payments", &config, &crate::MIGRATIONS, shutdown).await?;
         let state = AppState::new(foundation.db().clone(), foundation.hub().clone());
+        let foundation = foundation
+            .add_service(RefundServiceServer::new(RefundsApi::new(state.clone())))
+            .add_service(TestHelperServiceServer::new(TestHelpersApi::new(
+                state.clone(),
+            )));
         let foundation = foundation.add_service(PaymentIntentServiceServer::new(
             PaymentIntentsApi::new(state),
         ));
