@@ -6,3 +6,5 @@
 mod helpers;
 mod payment_intents;
 mod platform;
+mod refunds;
+mod test_helper;
