@@ -127,15 +127,14 @@ pub async fn refund_in(
     new: NewRefund,
 ) -> Result<pb::Refund, ApiError> {
     let account = origin.account.as_str();
-    let intent_id = match (
-        new.request.target.payment_intent(),
-        new.request.target.charge(),
-    ) {
-        (Some(id), _) => id.to_owned(),
-        (None, Some(charge)) => intents::find_id_by_charge(tx, account, charge)
+    let intent_id = match &new.request.target {
+        RefundTarget::PaymentIntent(id)
+        | RefundTarget::Both {
+            payment_intent: id, ..
+        } => id.clone(),
+        RefundTarget::Charge(charge) => intents::find_id_by_charge(tx, account, charge)
             .await?
-            .ok_or_else(|| RefundError::UnknownCharge(charge.to_owned()))?,
-        (None, None) => return Err(RefundError::MissingTarget.into()),
+            .ok_or_else(|| RefundError::UnknownCharge(charge.clone()))?,
     };
     let intent_doc = intents::find_for_update(tx, backend, account, &intent_id)
         .await?
