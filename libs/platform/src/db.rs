@@ -202,10 +202,12 @@ impl Db {
             Backend::Postgres => &PLATFORM_POSTGRES,
             Backend::Sqlite => &PLATFORM_SQLITE,
         };
-        self.run_migrations("platform", platform, Some(PLATFORM_MIGRATIONS_TABLE)).await?;
+        self.run_migrations("platform", platform, Some(PLATFORM_MIGRATIONS_TABLE))
+            .await?;
         for set in migrations {
             if let Some(migrator) = set.for_backend(self.backend) {
-                self.run_migrations(set.name, migrator, set.history_table).await?;
+                self.run_migrations(set.name, migrator, set.history_table)
+                    .await?;
             }
         }
         Ok(())

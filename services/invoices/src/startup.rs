@@ -19,8 +19,13 @@ impl Application {
         config: InvoicesConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, StartupError> {
-        let foundation =
-            Foundation::start("invoices", &config.platform, &[&crate::MIGRATIONS], shutdown).await?;
+        let foundation = Foundation::start(
+            "invoices",
+            &config.platform,
+            &[&crate::MIGRATIONS],
+            shutdown,
+        )
+        .await?;
         Ok(Application { foundation })
     }
 

@@ -3,3 +3,4 @@
 pub mod attachment;
 pub mod payment_intent;
 pub mod payment_method;
+pub mod refund;

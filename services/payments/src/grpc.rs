@@ -3,11 +3,16 @@
 
 pub mod attachments;
 pub mod error;
+pub mod error_refunds;
 pub mod params;
 pub mod payment_intents;
+pub mod refunds;
+pub mod test_helpers;
 
 pub use attachments::AttachmentsApi;
 pub use payment_intents::PaymentIntentsApi;
+pub use refunds::RefundsApi;
+pub use test_helpers::TestHelpersApi;
 
 use settle_platform::db::Db;
 use settle_platform::outbox::EventHub;

@@ -86,6 +86,60 @@ fn confirm_only_params(req: &pb::CreatePaymentIntentRequest) -> Option<&'static 
     .find_map(|(name, present)| present.then_some(name))
 }
 
+/// Loads the intent under a row lock, lets `change` alter it, stores it with its events and the
+/// idempotent response, all in one transaction. Every RPC that changes an intent goes through here
+/// (the test helpers' settlement too).
+pub(crate) async fn mutate_intent<M, F>(
+    state: &AppState,
+    ctx: &RequestContext,
+    method: &'static str,
+    request: &M,
+    id: &str,
+    refuse_if_attached: Option<&'static str>,
+    change: F,
+) -> Result<pb::PaymentIntent, ApiError>
+where
+    M: prost::Message,
+    F: FnOnce(&mut PaymentIntent, &mut pb::PaymentIntent) -> Result<Vec<IntentEvent>, ApiError>,
+{
+    if !IdPrefix::PaymentIntent.matches(id) {
+        return Err(not_found(id));
+    }
+    let mut tx = state.db.begin().await?;
+    let pending =
+        match idempotency::claim(&mut tx, state.db.backend(), ctx, method, request).await? {
+            Claim::Replay(stored) => return Ok(stored),
+            Claim::Fresh(pending) => pending,
+        };
+    let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.account(), id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if let Some(field) = refuse_if_attached {
+        // The intent's row lock serializes this with ReserveAttachment, which locks it too.
+        if let Some(attachment) = attachments::find_active(&mut *tx, ctx.account(), id).await? {
+            return Err(ApiError::failed_precondition(
+                ErrorReason::PaymentAlreadyAttached,
+                format!(
+                    "This PaymentIntent is attached to invoice {}; its {field} cannot change until it is detached.",
+                    attachment.invoice
+                ),
+            )
+            .with_violation(field, "The payment is attached to an invoice."));
+        }
+    }
+    let mut intent = intent_from_document(&doc)?;
+    let events = change(&mut intent, &mut doc)?;
+    render_intent(&intent, &mut doc);
+    store::update(&mut tx, ctx.account(), &doc).await?;
+    append_events(&mut tx, state, ctx, &doc, &events).await?;
+    pending.record(&mut tx, &doc).await?;
+    tx.commit().await?;
+    if !events.is_empty() {
+        state.hub.committed();
+    }
+    Ok(doc)
+}
+
 impl PaymentIntentsApi {
     async fn create(
         &self,
@@ -203,43 +257,16 @@ impl PaymentIntentsApi {
         M: prost::Message,
         F: FnOnce(&mut PaymentIntent, &mut pb::PaymentIntent) -> Result<Vec<IntentEvent>, ApiError>,
     {
-        if !IdPrefix::PaymentIntent.matches(id) {
-            return Err(not_found(id));
-        }
-        let state = &self.state;
-        let mut tx = state.db.begin().await?;
-        let pending =
-            match idempotency::claim(&mut tx, state.db.backend(), ctx, method, request).await? {
-                Claim::Replay(stored) => return Ok(stored),
-                Claim::Fresh(pending) => pending,
-            };
-        let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.account(), id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if let Some(field) = refuse_if_attached {
-            // The intent's row lock serializes this with ReserveAttachment, which locks it too.
-            if let Some(attachment) = attachments::find_active(&mut *tx, ctx.account(), id).await? {
-                return Err(ApiError::failed_precondition(
-                    ErrorReason::PaymentAlreadyAttached,
-                    format!(
-                        "This PaymentIntent is attached to invoice {}; its {field} cannot change until it is detached.",
-                        attachment.invoice
-                    ),
-                )
-                .with_violation(field, "The payment is attached to an invoice."));
-            }
-        }
-        let mut intent = intent_from_document(&doc)?;
-        let events = change(&mut intent, &mut doc)?;
-        render_intent(&intent, &mut doc);
-        store::update(&mut tx, ctx.account(), &doc).await?;
-        append_events(&mut tx, state, ctx, &doc, &events).await?;
-        pending.record(&mut tx, &doc).await?;
-        tx.commit().await?;
-        if !events.is_empty() {
-            state.hub.committed();
-        }
-        Ok(doc)
+        mutate_intent(
+            &self.state,
+            ctx,
+            method,
+            request,
+            id,
+            refuse_if_attached,
+            change,
+        )
+        .await
     }
 
     async fn update(

@@ -62,8 +62,8 @@ fn metadata_json(doc: &pb::PaymentIntent) -> String {
 pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO payment_intents (id, account_id, livemode, status, amount, amount_capturable, \
-           amount_received, currency, customer, metadata, created, document) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+           amount_received, currency, customer, metadata, created, document, latest_charge) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(doc.id.as_str())
     .bind(account)
@@ -77,6 +77,7 @@ pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Resu
     .bind(metadata_json(doc))
     .bind(doc.created)
     .bind(doc.encode_to_vec())
+    .bind(doc.latest_charge.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -86,7 +87,8 @@ pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Resu
 pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE payment_intents SET status = $3, amount = $4, amount_capturable = $5, \
-           amount_received = $6, currency = $7, customer = $8, metadata = $9, document = $10 \
+           amount_received = $6, currency = $7, customer = $8, metadata = $9, document = $10, \
+           latest_charge = $11 \
          WHERE account_id = $1 AND id = $2",
     )
     .bind(account)
@@ -99,6 +101,7 @@ pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Resu
     .bind(doc.customer.as_deref())
     .bind(metadata_json(doc))
     .bind(doc.encode_to_vec())
+    .bind(doc.latest_charge.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -198,4 +201,74 @@ pub async fn search(
         },
         total,
     ))
+}
+
+/// What refunds have taken back from an intent so far (`None`: no such intent). Read it after
+/// [`find_for_update`] in the same transaction, so it cannot change before the caller writes.
+pub async fn amount_refunded(
+    tx: &mut Tx,
+    account: &str,
+    id: &str,
+) -> Result<Option<i64>, StoreError> {
+    let refunded: Option<i64> = sqlx::query_scalar(
+        "SELECT amount_refunded FROM payment_intents WHERE account_id = $1 AND id = $2",
+    )
+    .bind(account)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(refunded)
+}
+
+/// What became of [`add_refunded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddRefunded {
+    Added,
+    /// The database refused: the total would exceed `amount_received`. On PostgreSQL the
+    /// transaction is aborted and must be dropped.
+    OverReceived,
+    NoSuchIntent,
+}
+
+/// Adds a refund's amount to the intent's refunded total. The CHECK constraint on the column is a
+/// backstop behind the caller's own check, which runs under the intent's row lock.
+pub async fn add_refunded(
+    tx: &mut Tx,
+    account: &str,
+    id: &str,
+    amount: i64,
+) -> Result<AddRefunded, StoreError> {
+    let result = sqlx::query(
+        "UPDATE payment_intents SET amount_refunded = amount_refunded + $3 \
+         WHERE account_id = $1 AND id = $2",
+    )
+    .bind(account)
+    .bind(id)
+    .bind(amount)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(done) if done.rows_affected() == 0 => Ok(AddRefunded::NoSuchIntent),
+        Ok(_) => Ok(AddRefunded::Added),
+        Err(sqlx::Error::Database(error)) if error.is_check_violation() => {
+            Ok(AddRefunded::OverReceived)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The id of the account's intent whose latest charge is `charge` (`ch_…`).
+pub async fn find_id_by_charge(
+    tx: &mut Tx,
+    account: &str,
+    charge: &str,
+) -> Result<Option<String>, StoreError> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM payment_intents WHERE account_id = $1 AND latest_charge = $2",
+    )
+    .bind(account)
+    .bind(charge)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(id)
 }

@@ -7,3 +7,5 @@ mod attachments;
 mod helpers;
 mod payment_intents;
 mod platform;
+mod refunds;
+mod test_helper;
