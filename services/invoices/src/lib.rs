@@ -1,13 +1,22 @@
-//! settle's invoices service. This first version serves its events, health and reflection; the
-//! invoice, invoice-payment, customer-balance and saga APIs arrive with their own issue.
+//! settle's invoices service: invoices and their lines, invoice items, invoice payments, customer
+//! credit balances, and the saga that applies payments to invoices.
+//!
+//! - [`domain`]: amounts and the status machine (pure);
+//! - [`model`]: how the stored Stripe-shaped document and the domain relate;
+//! - [`store`]: SQL per table, taking the caller's transaction.
 
 pub mod config;
 pub mod domain;
+pub mod model;
+pub mod store;
 pub mod startup;
 
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50051;
 
-/// The invoices service's tables (none of its own yet; the platform's are always applied).
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The invoices service's tables, and the saga log it orchestrates with.
 pub static MIGRATIONS: settle_platform::db::Migrations =
-    settle_platform::db::Migrations::none("invoices");
+    settle_platform::db::Migrations::new("invoices", &POSTGRES, &SQLITE);

@@ -1,0 +1,135 @@
+//! The `invoices` table: the stored document plus the columns lists, search and constraints read.
+
+use prost::Message;
+use settle_platform::db::{Backend, Db, Tx};
+use settle_proto::settle::invoices::v1 as pb;
+
+use super::StoreError;
+use crate::model::status_from_pb;
+
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    document: Vec<u8>,
+}
+
+/// Decodes stored documents.
+pub(crate) fn decode_all(rows: Vec<Vec<u8>>) -> Result<Vec<pb::Invoice>, StoreError> {
+    rows.into_iter().map(|bytes| pb::Invoice::decode(bytes.as_slice()).map_err(StoreError::from)).collect()
+}
+
+fn status_name(doc: &pb::Invoice) -> &'static str {
+    status_from_pb(doc.status).map_or("draft", |s| s.as_str())
+}
+
+fn collection_method_name(doc: &pb::Invoice) -> &'static str {
+    match pb::InvoiceCollectionMethod::try_from(doc.collection_method) {
+        Ok(pb::InvoiceCollectionMethod::SendInvoice) => "send_invoice",
+        _ => "charge_automatically",
+    }
+}
+
+fn metadata_json(doc: &pb::Invoice) -> String {
+    serde_json::to_string(&doc.metadata).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The stored form: lists live in their own tables.
+fn stored(doc: &pb::Invoice) -> Vec<u8> {
+    let mut copy = doc.clone();
+    copy.lines = None;
+    copy.payments = None;
+    copy.confirmation_secret = None;
+    copy.encode_to_vec()
+}
+
+/// Inserts a new invoice.
+pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::Invoice) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO invoices (id, account_id, livemode, customer, currency, status, collection_method, \
+           number, due_date, total, amount_due, amount_paid, amount_remaining, metadata, created, document) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(doc.id.as_str())
+    .bind(account)
+    .bind(doc.livemode)
+    .bind(doc.customer.as_str())
+    .bind(doc.currency.as_str())
+    .bind(status_name(doc))
+    .bind(collection_method_name(doc))
+    .bind(doc.number.as_deref())
+    .bind(doc.due_date)
+    .bind(doc.total)
+    .bind(doc.amount_due)
+    .bind(doc.amount_paid)
+    .bind(doc.amount_remaining)
+    .bind(metadata_json(doc))
+    .bind(doc.created)
+    .bind(stored(doc))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes back a changed invoice (read with [`find_for_update`] in the same transaction).
+pub async fn update(tx: &mut Tx, account: &str, doc: &pb::Invoice) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE invoices SET status = $3, collection_method = $4, number = $5, due_date = $6, total = $7, \
+           amount_due = $8, amount_paid = $9, amount_remaining = $10, metadata = $11, document = $12 \
+         WHERE account_id = $1 AND id = $2",
+    )
+    .bind(account)
+    .bind(doc.id.as_str())
+    .bind(status_name(doc))
+    .bind(collection_method_name(doc))
+    .bind(doc.number.as_deref())
+    .bind(doc.due_date)
+    .bind(doc.total)
+    .bind(doc.amount_due)
+    .bind(doc.amount_paid)
+    .bind(doc.amount_remaining)
+    .bind(metadata_json(doc))
+    .bind(stored(doc))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a draft (the caller checked it is one).
+pub async fn delete(tx: &mut Tx, account: &str, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM invoices WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Reads one invoice of the account.
+pub async fn find<'e, E>(executor: E, account: &str, id: &str) -> Result<Option<pb::Invoice>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<DocumentRow> = sqlx::query_as("SELECT document FROM invoices WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(decode_all(row.into_iter().map(|r| r.document).collect())?.pop())
+}
+
+/// Reads one invoice and locks it until the transaction ends: every change to an invoice's money
+/// happens under this lock.
+pub async fn find_for_update(tx: &mut Tx, backend: Backend, account: &str, id: &str) -> Result<Option<pb::Invoice>, StoreError> {
+    let sql = backend.pick(
+        "SELECT document FROM invoices WHERE account_id = $1 AND id = $2 FOR UPDATE",
+        "SELECT document FROM invoices WHERE account_id = $1 AND id = $2",
+    );
+    let row: Option<DocumentRow> = sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
+    Ok(decode_all(row.into_iter().map(|r| r.document).collect())?.pop())
+}
+
+/// Reads invoices by id (any order), for rendering lists.
+pub async fn find_many(db: &Db, account: &str, ids: &[String]) -> Result<Vec<pb::Invoice>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = settle_platform::sql::SqlBuilder::new("SELECT document FROM invoices WHERE account_id = ");
+    query.bind(account.to_owned()).in_list(" AND id IN ", ids.iter().cloned());
+    let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
+    decode_all(rows.into_iter().map(|r| r.document).collect())
+}
