@@ -2,3 +2,4 @@
 
 pub mod payment_intent;
 pub mod payment_method;
+pub mod payment_record;

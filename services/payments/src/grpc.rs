@@ -2,10 +2,13 @@
 //! statuses (once, in [`error`]).
 
 pub mod error;
+pub mod error_payment_records;
 pub mod params;
 pub mod payment_intents;
+pub mod payment_records;
 
 pub use payment_intents::PaymentIntentsApi;
+pub use payment_records::PaymentRecordsApi;
 
 use settle_platform::db::Db;
 use settle_platform::outbox::EventHub;

@@ -3,6 +3,8 @@
 //! of a document and writes them back, leaving the descriptive fields (description, shipping,
 //! options…) as the handlers set them.
 
+pub mod payment_record;
+
 use settle_money::{Amount, Currency};
 use settle_proto::common::v1::{ApiError as PbApiError, ApiErrorType};
 use settle_proto::settle::payments::v1 as pb;

@@ -6,8 +6,10 @@ use settle_platform::config::PlatformConfig;
 use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
 use settle_proto::settle::payments::v1::payment_intent_service_server::PaymentIntentServiceServer;
+use settle_proto::settle::payments::v1::payment_record_service_server::PaymentRecordServiceServer;
 use tokio_util::sync::CancellationToken;
 
+use crate::grpc::PaymentRecordsApi;
 use crate::grpc::{AppState, PaymentIntentsApi};
 
 /// A built payments service, bound and migrated, ready to serve.
@@ -24,6 +26,9 @@ impl Application {
         let foundation =
             Foundation::start("payments", &config, &crate::MIGRATIONS, shutdown).await?;
         let state = AppState::new(foundation.db().clone(), foundation.hub().clone());
+        let foundation = foundation.add_service(PaymentRecordServiceServer::new(
+            PaymentRecordsApi::new(state.clone()),
+        ));
         let foundation = foundation.add_service(PaymentIntentServiceServer::new(
             PaymentIntentsApi::new(state),
         ));

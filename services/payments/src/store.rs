@@ -2,6 +2,7 @@
 //! transaction, so one use case composes several writes and commits once.
 
 pub mod payment_intents;
+pub mod payment_records;
 
 use settle_platform::ApiError;
 
