@@ -5,4 +5,5 @@
 
 mod helpers;
 mod payment_intents;
+mod payment_records;
 mod platform;
