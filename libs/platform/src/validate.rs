@@ -120,6 +120,25 @@ pub fn statement_descriptor(field: &str, value: &str, max: usize) -> Result<(), 
     Ok(())
 }
 
+/// A unix time (seconds) of something that already happened: positive and not after `now`.
+pub fn past_unix_time(field: &str, value: i64, now: i64) -> Result<(), ApiError> {
+    if value < 1 {
+        return Err(ApiError::invalid_param(
+            field,
+            ErrorReason::ParameterInvalidInteger,
+            format!("Invalid {field}: it must be a positive unix timestamp (seconds)."),
+        ));
+    }
+    if value > now {
+        return Err(ApiError::invalid_param(
+            field,
+            ErrorReason::ParameterInvalid,
+            format!("Invalid {field}: it cannot be in the future."),
+        ));
+    }
+    Ok(())
+}
+
 /// Rejects a parameter settle cannot honour (Connect fields and the like).
 pub fn unsupported(field: &str, present: bool, what: &str) -> Result<(), ApiError> {
     if present {
@@ -161,6 +180,20 @@ mod tests {
         .into();
         merge_metadata(&mut current, &update);
         assert_eq!(current, [("b".to_owned(), "2".to_owned())].into());
+    }
+
+    #[test]
+    fn past_unix_times_are_positive_and_not_in_the_future() {
+        assert!(past_unix_time("at", 100, 100).is_ok());
+        let future = past_unix_time("at", 101, 100).unwrap_err();
+        assert_eq!(future.reason_code(), "parameter_invalid");
+        assert_eq!(future.field_violations[0].0, "at");
+        for bad in [0, -5] {
+            assert_eq!(
+                past_unix_time("at", bad, 100).unwrap_err().reason_code(),
+                "parameter_invalid_integer"
+            );
+        }
     }
 
     #[test]

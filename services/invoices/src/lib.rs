@@ -8,8 +8,8 @@
 pub mod config;
 pub mod domain;
 pub mod model;
-pub mod store;
 pub mod startup;
+pub mod store;
 
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50051;

@@ -3,4 +3,5 @@
 pub mod attachment;
 pub mod payment_intent;
 pub mod payment_method;
+pub mod payment_record;
 pub mod refund;

@@ -3,6 +3,7 @@
 //! of a document and writes them back, leaving the descriptive fields (description, shipping,
 //! options…) as the handlers set them.
 
+pub mod payment_record;
 pub mod refund;
 
 use settle_money::{Amount, Currency};

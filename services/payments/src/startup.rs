@@ -7,11 +7,14 @@ use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
 use settle_proto::settle::payments::v1::payment_attachment_service_server::PaymentAttachmentServiceServer;
 use settle_proto::settle::payments::v1::payment_intent_service_server::PaymentIntentServiceServer;
+use settle_proto::settle::payments::v1::payment_record_service_server::PaymentRecordServiceServer;
 use settle_proto::settle::payments::v1::refund_service_server::RefundServiceServer;
 use settle_proto::settle::payments::v1::test_helper_service_server::TestHelperServiceServer;
 use tokio_util::sync::CancellationToken;
 
-use crate::grpc::{AppState, AttachmentsApi, PaymentIntentsApi, RefundsApi, TestHelpersApi};
+use crate::grpc::{
+    AppState, AttachmentsApi, PaymentIntentsApi, PaymentRecordsApi, RefundsApi, TestHelpersApi,
+};
 
 /// A built payments service, bound and migrated, ready to serve.
 pub struct Application {
@@ -29,6 +32,9 @@ impl Application {
         let state = AppState::new(foundation.db().clone(), foundation.hub().clone());
         let foundation = foundation
             .add_service(PaymentIntentServiceServer::new(PaymentIntentsApi::new(
+                state.clone(),
+            )))
+            .add_service(PaymentRecordServiceServer::new(PaymentRecordsApi::new(
                 state.clone(),
             )))
             .add_service(RefundServiceServer::new(RefundsApi::new(state.clone())))

@@ -3,6 +3,7 @@
 
 pub mod attachments;
 pub mod payment_intents;
+pub mod payment_records;
 pub mod refunds;
 
 use settle_platform::ApiError;

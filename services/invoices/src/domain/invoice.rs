@@ -31,9 +31,15 @@ impl InvoiceStatus {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [InvoiceStatus::Draft, InvoiceStatus::Open, InvoiceStatus::Paid, InvoiceStatus::Uncollectible, InvoiceStatus::Void]
-            .into_iter()
-            .find(|s| s.as_str() == value)
+        [
+            InvoiceStatus::Draft,
+            InvoiceStatus::Open,
+            InvoiceStatus::Paid,
+            InvoiceStatus::Uncollectible,
+            InvoiceStatus::Void,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
     }
 
     /// Whether a payment may be applied to an invoice in this status (the payment-application
@@ -77,20 +83,38 @@ mod tests {
     use settle_money::Amount;
 
     fn amounts(remaining: i64) -> InvoiceAmounts {
-        InvoiceAmounts { amount_remaining: Amount::new(remaining), ..Default::default() }
+        InvoiceAmounts {
+            amount_remaining: Amount::new(remaining),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn paying_everything_pays_the_invoice() {
-        assert_eq!(settle(InvoiceStatus::Open, &amounts(0)), (InvoiceStatus::Paid, Settlement::BecamePaid));
-        assert_eq!(settle(InvoiceStatus::Uncollectible, &amounts(0)), (InvoiceStatus::Paid, Settlement::BecamePaid));
-        assert_eq!(settle(InvoiceStatus::Open, &amounts(1)), (InvoiceStatus::Open, Settlement::Unchanged));
+        assert_eq!(
+            settle(InvoiceStatus::Open, &amounts(0)),
+            (InvoiceStatus::Paid, Settlement::BecamePaid)
+        );
+        assert_eq!(
+            settle(InvoiceStatus::Uncollectible, &amounts(0)),
+            (InvoiceStatus::Paid, Settlement::BecamePaid)
+        );
+        assert_eq!(
+            settle(InvoiceStatus::Open, &amounts(1)),
+            (InvoiceStatus::Open, Settlement::Unchanged)
+        );
     }
 
     #[test]
     fn a_detached_payment_reopens_a_paid_invoice() {
-        assert_eq!(settle(InvoiceStatus::Paid, &amounts(500)), (InvoiceStatus::Open, Settlement::Reopened));
-        assert_eq!(settle(InvoiceStatus::Paid, &amounts(0)), (InvoiceStatus::Paid, Settlement::Unchanged));
+        assert_eq!(
+            settle(InvoiceStatus::Paid, &amounts(500)),
+            (InvoiceStatus::Open, Settlement::Reopened)
+        );
+        assert_eq!(
+            settle(InvoiceStatus::Paid, &amounts(0)),
+            (InvoiceStatus::Paid, Settlement::Unchanged)
+        );
     }
 
     #[test]
@@ -99,13 +123,21 @@ mod tests {
             assert_eq!(settle(status, &amounts(0)).1, Settlement::Unchanged);
             assert!(!status.takes_payments());
         }
-        assert!(InvoiceStatus::Open.takes_payments() && InvoiceStatus::Uncollectible.takes_payments());
+        assert!(
+            InvoiceStatus::Open.takes_payments() && InvoiceStatus::Uncollectible.takes_payments()
+        );
         assert!(!InvoiceStatus::Paid.takes_payments());
     }
 
     #[test]
     fn names_round_trip() {
-        for s in [InvoiceStatus::Draft, InvoiceStatus::Open, InvoiceStatus::Paid, InvoiceStatus::Uncollectible, InvoiceStatus::Void] {
+        for s in [
+            InvoiceStatus::Draft,
+            InvoiceStatus::Open,
+            InvoiceStatus::Paid,
+            InvoiceStatus::Uncollectible,
+            InvoiceStatus::Void,
+        ] {
             assert_eq!(InvoiceStatus::parse(s.as_str()), Some(s));
         }
     }

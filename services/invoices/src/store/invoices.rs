@@ -14,7 +14,9 @@ struct DocumentRow {
 
 /// Decodes stored documents.
 pub(crate) fn decode_all(rows: Vec<Vec<u8>>) -> Result<Vec<pb::Invoice>, StoreError> {
-    rows.into_iter().map(|bytes| pb::Invoice::decode(bytes.as_slice()).map_err(StoreError::from)).collect()
+    rows.into_iter()
+        .map(|bytes| pb::Invoice::decode(bytes.as_slice()).map_err(StoreError::from))
+        .collect()
 }
 
 fn status_name(doc: &pb::Invoice) -> &'static str {
@@ -95,41 +97,66 @@ pub async fn update(tx: &mut Tx, account: &str, doc: &pb::Invoice) -> Result<(),
 
 /// Deletes a draft (the caller checked it is one).
 pub async fn delete(tx: &mut Tx, account: &str, id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM invoices WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM invoices WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 /// Reads one invoice of the account.
-pub async fn find<'e, E>(executor: E, account: &str, id: &str) -> Result<Option<pb::Invoice>, StoreError>
+pub async fn find<'e, E>(
+    executor: E,
+    account: &str,
+    id: &str,
+) -> Result<Option<pb::Invoice>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row: Option<DocumentRow> = sqlx::query_as("SELECT document FROM invoices WHERE account_id = $1 AND id = $2")
-        .bind(account)
-        .bind(id)
-        .fetch_optional(executor)
-        .await?;
+    let row: Option<DocumentRow> =
+        sqlx::query_as("SELECT document FROM invoices WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(executor)
+            .await?;
     Ok(decode_all(row.into_iter().map(|r| r.document).collect())?.pop())
 }
 
 /// Reads one invoice and locks it until the transaction ends: every change to an invoice's money
 /// happens under this lock.
-pub async fn find_for_update(tx: &mut Tx, backend: Backend, account: &str, id: &str) -> Result<Option<pb::Invoice>, StoreError> {
+pub async fn find_for_update(
+    tx: &mut Tx,
+    backend: Backend,
+    account: &str,
+    id: &str,
+) -> Result<Option<pb::Invoice>, StoreError> {
     let sql = backend.pick(
         "SELECT document FROM invoices WHERE account_id = $1 AND id = $2 FOR UPDATE",
         "SELECT document FROM invoices WHERE account_id = $1 AND id = $2",
     );
-    let row: Option<DocumentRow> = sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
+    let row: Option<DocumentRow> = sqlx::query_as(sql)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(decode_all(row.into_iter().map(|r| r.document).collect())?.pop())
 }
 
 /// Reads invoices by id (any order), for rendering lists.
-pub async fn find_many(db: &Db, account: &str, ids: &[String]) -> Result<Vec<pb::Invoice>, StoreError> {
+pub async fn find_many(
+    db: &Db,
+    account: &str,
+    ids: &[String],
+) -> Result<Vec<pb::Invoice>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query = settle_platform::sql::SqlBuilder::new("SELECT document FROM invoices WHERE account_id = ");
-    query.bind(account.to_owned()).in_list(" AND id IN ", ids.iter().cloned());
+    let mut query =
+        settle_platform::sql::SqlBuilder::new("SELECT document FROM invoices WHERE account_id = ");
+    query
+        .bind(account.to_owned())
+        .in_list(" AND id IN ", ids.iter().cloned());
     let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
     decode_all(rows.into_iter().map(|r| r.document).collect())
 }

@@ -16,8 +16,9 @@ use crate::domain::attachment::{
     self, AttachmentError, AttachmentStatus, PaymentKind, PaymentOutcome, PaymentSnapshot,
 };
 use crate::model::intent_from_document;
+use crate::model::payment_record::summary_from_document;
 use crate::store::attachments::{self as store, AttachmentRow};
-use crate::store::payment_intents;
+use crate::store::{payment_intents, payment_records};
 
 /// The handlers of `PaymentAttachmentService`.
 #[derive(Clone, Debug)]
@@ -91,8 +92,21 @@ async fn lock_payment(
                 outcome: intent.outcome(),
             })
         }
-        // Payment records are not stored by this version of the service, so none exists.
-        PaymentKind::PaymentRecord => Err(payment_missing(payment, kind)),
+        PaymentKind::PaymentRecord => {
+            let doc =
+                payment_records::find_for_update(tx, state.db.backend(), ctx.account(), payment)
+                    .await?
+                    .ok_or_else(|| payment_missing(payment, kind))?;
+            let record = summary_from_document(&doc)
+                .map_err(|e| ApiError::internal("A stored payment record could not be read", &e))?;
+            Ok(PaymentSnapshot {
+                kind,
+                customer: record.customer.clone(),
+                currency: record.currency,
+                amount: record.contribution(),
+                outcome: record.outcome(),
+            })
+        }
     }
 }
 

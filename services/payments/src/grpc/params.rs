@@ -21,7 +21,7 @@ pub fn currency(field: &str, value: &str) -> Result<Currency, ApiError> {
 }
 
 /// An optional enum field that must hold a known, non-zero value.
-fn known_enum<T>(
+pub fn known_enum<T>(
     field: &str,
     value: Option<i32>,
     parse: impl Fn(i32) -> Option<T>,

@@ -167,3 +167,55 @@ backend_tests! {
         assert_eq!(current.invoice, winners[0]);
     };
 }
+
+mod payment_records {
+    //! Payment Records attach like intents: a guaranteed record counts at once, a pending one
+    //! counts when guaranteed, a failed one cannot be attached, and an attached record's customer
+    //! is frozen.
+
+    use super::*;
+    use crate::payment_records::{guaranteed, report};
+    use settle_proto::settle::payments::v1::payment_record_service_client::PaymentRecordServiceClient;
+
+    fn records(app: &TestApp) -> PaymentRecordServiceClient<Channel> {
+        PaymentRecordServiceClient::new(app.server.channel())
+    }
+
+    backend_tests! {
+        records_attach_by_their_latest_attempt => |database: TestDatabase| async move {
+            let app = spawn(database).await;
+            let paid = records(&app).report_payment(authorized(guaranteed(2_500))).await.unwrap().into_inner();
+            let reserved = client(&app).reserve_attachment(internal(reserve(&paid.id, &saga()), DEV_ACCOUNT)).await.unwrap().into_inner();
+            assert_eq!(reserved.payment_type, pb::PaymentType::PaymentRecord as i32);
+            assert_eq!((reserved.amount, reserved.payment_status), (2_500, pb::PaymentOutcome::Succeeded as i32));
+
+            let pending = records(&app).report_payment(authorized(report(1_000))).await.unwrap().into_inner();
+            let reserved = client(&app).reserve_attachment(internal(reserve(&pending.id, &saga()), DEV_ACCOUNT)).await.unwrap().into_inner();
+            assert_eq!(reserved.payment_status, pb::PaymentOutcome::Pending as i32);
+
+            let failing = records(&app).report_payment(authorized(report(1_000))).await.unwrap().into_inner();
+            records(&app).report_payment_attempt_failed(authorized(pb::ReportPaymentAttemptFailedRequest {
+                id: failing.id.clone(), failed_at: settle_platform::time::now_unix(), ..Default::default()
+            })).await.unwrap();
+            let refused = client(&app).reserve_attachment(internal(reserve(&failing.id, &saga()), DEV_ACCOUNT)).await.unwrap_err();
+            assert_eq!(reason(&refused), "payment_not_countable");
+        };
+
+        an_attached_records_customer_is_frozen => |database: TestDatabase| async move {
+            let app = spawn(database).await;
+            let record = records(&app).report_payment(authorized(guaranteed(2_500))).await.unwrap().into_inner();
+            client(&app).reserve_attachment(internal(reserve(&record.id, &saga()), DEV_ACCOUNT)).await.unwrap();
+            let change = pb::ReportPaymentAttemptInformationalRequest {
+                id: record.id.clone(),
+                customer_details: Some(pb::PaymentRecordCustomerDetails { customer: Some("cus_other".into()), ..Default::default() }),
+                ..Default::default()
+            };
+            let refused = records(&app).report_payment_attempt_informational(authorized(change)).await.unwrap_err();
+            assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "payment_already_attached"));
+            let described = records(&app).report_payment_attempt_informational(authorized(pb::ReportPaymentAttemptInformationalRequest {
+                id: record.id.clone(), description: Some("fine".into()), ..Default::default()
+            })).await.unwrap().into_inner();
+            assert_eq!(described.description.as_deref(), Some("fine"));
+        };
+    }
+}

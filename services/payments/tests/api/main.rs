@@ -6,6 +6,7 @@
 mod attachments;
 mod helpers;
 mod payment_intents;
+mod payment_records;
 mod platform;
 mod refunds;
 mod test_helper;
