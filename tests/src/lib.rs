@@ -32,29 +32,19 @@ impl Suite {
         )
         .await
         .unwrap_or_else(|e| panic!("payments starts: {e}"));
-        let payments = settle_testkit::spawn(
-            payments.local_addr(),
-            shutdown,
-            payments.run_until_stopped(),
-        );
+        let payments = settle_testkit::spawn(payments.local_addr(), shutdown, payments.run_until_stopped());
 
         let shutdown = settle_testkit::token();
         let invoices = settle_invoices::startup::Application::build(
             settle_invoices::config::InvoicesConfig {
                 platform: settle_testkit::config(&invoices_db),
-                peers: settle_invoices::config::Peers {
-                    payments_url: format!("http://{}", payments.addr()),
-                },
+                peers: settle_invoices::config::Peers { payments_url: format!("http://{}", payments.addr()) },
             },
             shutdown.clone(),
         )
         .await
         .unwrap_or_else(|e| panic!("invoices starts: {e}"));
-        let invoices = settle_testkit::spawn(
-            invoices.local_addr(),
-            shutdown,
-            invoices.run_until_stopped(),
-        );
+        let invoices = settle_testkit::spawn(invoices.local_addr(), shutdown, invoices.run_until_stopped());
 
         let shutdown = settle_testkit::token();
         let credit_notes = settle_credit_notes::startup::Application::build(
@@ -69,11 +59,8 @@ impl Suite {
         )
         .await
         .unwrap_or_else(|e| panic!("credit-notes starts: {e}"));
-        let credit_notes = settle_testkit::spawn(
-            credit_notes.local_addr(),
-            shutdown,
-            credit_notes.run_until_stopped(),
-        );
+        let credit_notes =
+            settle_testkit::spawn(credit_notes.local_addr(), shutdown, credit_notes.run_until_stopped());
 
         Some(Suite {
             invoices,

@@ -29,20 +29,12 @@ impl Amount {
 
     /// A strictly positive amount (a payment, a refund, a capture).
     pub fn positive(minor_units: i64) -> Result<Self, AmountError> {
-        if minor_units > 0 {
-            Ok(Amount(minor_units))
-        } else {
-            Err(AmountError::NotPositive(minor_units))
-        }
+        if minor_units > 0 { Ok(Amount(minor_units)) } else { Err(AmountError::NotPositive(minor_units)) }
     }
 
     /// A zero or positive amount.
     pub fn non_negative(minor_units: i64) -> Result<Self, AmountError> {
-        if minor_units >= 0 {
-            Ok(Amount(minor_units))
-        } else {
-            Err(AmountError::Negative(minor_units))
-        }
+        if minor_units >= 0 { Ok(Amount(minor_units)) } else { Err(AmountError::Negative(minor_units)) }
     }
 
     /// The raw minor-unit count, for storage and the wire.
@@ -51,38 +43,24 @@ impl Amount {
     }
 
     pub fn checked_add(self, other: Amount) -> Result<Amount, AmountError> {
-        self.0
-            .checked_add(other.0)
-            .map(Amount)
-            .ok_or(AmountError::Overflow)
+        self.0.checked_add(other.0).map(Amount).ok_or(AmountError::Overflow)
     }
 
     pub fn checked_sub(self, other: Amount) -> Result<Amount, AmountError> {
-        self.0
-            .checked_sub(other.0)
-            .map(Amount)
-            .ok_or(AmountError::Overflow)
+        self.0.checked_sub(other.0).map(Amount).ok_or(AmountError::Overflow)
     }
 
     pub fn checked_mul(self, factor: i64) -> Result<Amount, AmountError> {
-        self.0
-            .checked_mul(factor)
-            .map(Amount)
-            .ok_or(AmountError::Overflow)
+        self.0.checked_mul(factor).map(Amount).ok_or(AmountError::Overflow)
     }
 
     pub fn checked_neg(self) -> Result<Amount, AmountError> {
-        self.0
-            .checked_neg()
-            .map(Amount)
-            .ok_or(AmountError::Overflow)
+        self.0.checked_neg().map(Amount).ok_or(AmountError::Overflow)
     }
 
     /// Sums amounts, failing on overflow.
     pub fn checked_sum<I: IntoIterator<Item = Amount>>(amounts: I) -> Result<Amount, AmountError> {
-        amounts
-            .into_iter()
-            .try_fold(Amount::ZERO, Amount::checked_add)
+        amounts.into_iter().try_fold(Amount::ZERO, Amount::checked_add)
     }
 
     /// `max(0, self)`.
@@ -129,22 +107,10 @@ mod tests {
 
     #[test]
     fn overflow_is_an_error_not_a_wrap() {
-        assert_eq!(
-            Amount::new(i64::MAX).checked_add(Amount::new(1)),
-            Err(AmountError::Overflow)
-        );
-        assert_eq!(
-            Amount::new(i64::MIN).checked_sub(Amount::new(1)),
-            Err(AmountError::Overflow)
-        );
-        assert_eq!(
-            Amount::new(i64::MIN).checked_neg(),
-            Err(AmountError::Overflow)
-        );
-        assert_eq!(
-            Amount::new(i64::MAX).checked_mul(2),
-            Err(AmountError::Overflow)
-        );
+        assert_eq!(Amount::new(i64::MAX).checked_add(Amount::new(1)), Err(AmountError::Overflow));
+        assert_eq!(Amount::new(i64::MIN).checked_sub(Amount::new(1)), Err(AmountError::Overflow));
+        assert_eq!(Amount::new(i64::MIN).checked_neg(), Err(AmountError::Overflow));
+        assert_eq!(Amount::new(i64::MAX).checked_mul(2), Err(AmountError::Overflow));
     }
 
     proptest! {

@@ -41,11 +41,7 @@ pub struct Principal {
 impl Principal {
     /// A principal for `account` (tests and internal tooling).
     pub fn new(account: &str, livemode: bool, internal: bool) -> Self {
-        Principal {
-            account: account.into(),
-            livemode,
-            internal,
-        }
+        Principal { account: account.into(), livemode, internal }
     }
 
     /// The account (`acct_…`) every row the call reads or writes must belong to.
@@ -118,13 +114,8 @@ impl ApiKeys {
     pub fn parse(spec: &str, internal_key: Option<&str>) -> Result<Self, KeysConfigError> {
         let mut keys = HashMap::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let problem = |problem| KeysConfigError {
-                entry: redact(entry),
-                problem,
-            };
-            let (key, account) = entry
-                .split_once('=')
-                .ok_or_else(|| problem("expected key=acct_id"))?;
+            let problem = |problem| KeysConfigError { entry: redact(entry), problem };
+            let (key, account) = entry.split_once('=').ok_or_else(|| problem("expected key=acct_id"))?;
             let (key, account) = (key.trim(), account.trim());
             if key.len() < 8 {
                 return Err(problem("keys must be at least 8 characters"));
@@ -133,17 +124,11 @@ impl ApiKeys {
                 return Err(problem("the account must look like acct_…"));
             }
             let livemode = key.starts_with("sk_live_");
-            if keys
-                .insert(key.to_owned(), Principal::new(account, livemode, false))
-                .is_some()
-            {
+            if keys.insert(key.to_owned(), Principal::new(account, livemode, false)).is_some() {
                 return Err(problem("the same key is listed twice"));
             }
         }
-        let internal_key = internal_key
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(str::to_owned);
+        let internal_key = internal_key.map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
         if let Some(internal) = &internal_key
             && keys.contains_key(internal)
         {
@@ -158,14 +143,8 @@ impl ApiKeys {
     /// The development configuration: one test key and the development internal key.
     pub fn development() -> Self {
         let mut keys = HashMap::new();
-        keys.insert(
-            DEV_API_KEY.to_owned(),
-            Principal::new(DEV_ACCOUNT, false, false),
-        );
-        ApiKeys {
-            keys,
-            internal_key: Some(DEV_INTERNAL_KEY.to_owned()),
-        }
+        keys.insert(DEV_API_KEY.to_owned(), Principal::new(DEV_ACCOUNT, false, false));
+        ApiKeys { keys, internal_key: Some(DEV_INTERNAL_KEY.to_owned()) }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -178,9 +157,7 @@ impl ApiKeys {
 
     /// Resolves the caller from request headers.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
-        let value = headers
-            .get(http::header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)?;
+        let value = headers.get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
         let value = value.to_str().map_err(|_| AuthError::Invalid)?;
         let key = value
             .strip_prefix("Bearer ")
@@ -197,9 +174,7 @@ impl ApiKeys {
                     .and_then(|v| v.to_str().ok())
                     .filter(|a| IdPrefix::Account.matches(a))
                     .ok_or(AuthError::MissingAccount)?;
-                let livemode = headers
-                    .get(LIVEMODE_HEADER)
-                    .is_some_and(|v| v.as_bytes() == b"true");
+                let livemode = headers.get(LIVEMODE_HEADER).is_some_and(|v| v.as_bytes() == b"true");
                 Ok(Principal::new(account, livemode, true))
             }
             _ => Err(AuthError::Invalid),
@@ -239,12 +214,7 @@ struct AuthState {
 impl AuthLayer {
     pub fn new(keys: ApiKeys, internal_services: &[&str]) -> Self {
         let internal_paths = internal_services.iter().map(|s| format!("/{s}/")).collect();
-        AuthLayer {
-            state: Arc::new(AuthState {
-                keys,
-                internal_paths,
-            }),
-        }
+        AuthLayer { state: Arc::new(AuthState { keys, internal_paths }) }
     }
 }
 
@@ -252,10 +222,7 @@ impl<S> Layer<S> for AuthLayer {
     type Service = Authenticated<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authenticated {
-            inner,
-            state: self.state.clone(),
-        }
+        Authenticated { inner, state: self.state.clone() }
     }
 }
 
@@ -284,22 +251,14 @@ where
         if is_public(path) {
             return Either::Left(self.inner.call(request));
         }
-        let internal_only = self
-            .state
-            .internal_paths
-            .iter()
-            .any(|p| path.starts_with(p.as_str()));
-        let outcome = self
-            .state
-            .keys
-            .authenticate(request.headers())
-            .and_then(|principal| {
-                if internal_only && !principal.is_internal() {
-                    Err(AuthError::InternalOnly)
-                } else {
-                    Ok(principal)
-                }
-            });
+        let internal_only = self.state.internal_paths.iter().any(|p| path.starts_with(p.as_str()));
+        let outcome = self.state.keys.authenticate(request.headers()).and_then(|principal| {
+            if internal_only && !principal.is_internal() {
+                Err(AuthError::InternalOnly)
+            } else {
+                Ok(principal)
+            }
+        });
         match outcome {
             Ok(principal) => {
                 request.extensions_mut().insert(principal);
@@ -329,14 +288,10 @@ mod tests {
     #[test]
     fn parses_keys_and_derives_livemode() {
         let keys = ApiKeys::parse("sk_test_aaaa=acct_one, sk_live_bbbb=acct_two", None).unwrap();
-        let test = keys
-            .authenticate(&headers(&[("authorization", "Bearer sk_test_aaaa")]))
-            .unwrap();
+        let test = keys.authenticate(&headers(&[("authorization", "Bearer sk_test_aaaa")])).unwrap();
         assert_eq!(test.account(), "acct_one");
         assert!(!test.livemode());
-        let live = keys
-            .authenticate(&headers(&[("authorization", "Bearer sk_live_bbbb")]))
-            .unwrap();
+        let live = keys.authenticate(&headers(&[("authorization", "Bearer sk_live_bbbb")])).unwrap();
         assert_eq!(live.account(), "acct_two");
         assert!(live.livemode());
     }
@@ -353,18 +308,12 @@ mod tests {
     #[test]
     fn missing_and_unknown_keys_are_refused() {
         let keys = ApiKeys::development();
-        assert_eq!(
-            keys.authenticate(&HeaderMap::new()),
-            Err(AuthError::Missing)
-        );
+        assert_eq!(keys.authenticate(&HeaderMap::new()), Err(AuthError::Missing));
         assert_eq!(
             keys.authenticate(&headers(&[("authorization", "Bearer sk_test_wrong")])),
             Err(AuthError::Invalid)
         );
-        assert_eq!(
-            keys.authenticate(&headers(&[("authorization", "Basic abc")])),
-            Err(AuthError::Invalid)
-        );
+        assert_eq!(keys.authenticate(&headers(&[("authorization", "Basic abc")])), Err(AuthError::Invalid));
     }
 
     #[test]
@@ -379,10 +328,7 @@ mod tests {
         assert!(principal.is_internal());
         assert_eq!(principal.account(), "acct_xyz");
         assert_eq!(
-            keys.authenticate(&headers(&[(
-                "authorization",
-                "Bearer sk_internal_settle_dev"
-            )])),
+            keys.authenticate(&headers(&[("authorization", "Bearer sk_internal_settle_dev")])),
             Err(AuthError::MissingAccount)
         );
     }

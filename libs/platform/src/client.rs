@@ -20,10 +20,7 @@ pub struct PeerSettings {
 
 impl Default for PeerSettings {
     fn default() -> Self {
-        PeerSettings {
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-        }
+        PeerSettings { connect_timeout: Duration::from_secs(2), request_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -49,28 +46,16 @@ pub enum PeerError {
 
 impl Peer {
     /// A channel that connects on first use (and reconnects after failures).
-    pub fn connect_lazy(
-        url: &str,
-        internal_key: &str,
-        settings: &PeerSettings,
-    ) -> Result<Peer, PeerError> {
+    pub fn connect_lazy(url: &str, internal_key: &str, settings: &PeerSettings) -> Result<Peer, PeerError> {
         let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|source| PeerError::Address {
-                url: url.to_owned(),
-                source,
-            })?
+            .map_err(|source| PeerError::Address { url: url.to_owned(), source })?
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        let authorization = format!("Bearer {internal_key}")
-            .parse()
-            .map_err(|_| PeerError::Key)?;
-        Ok(Peer {
-            channel: endpoint.connect_lazy(),
-            authorization,
-        })
+        let authorization = format!("Bearer {internal_key}").parse().map_err(|_| PeerError::Key)?;
+        Ok(Peer { channel: endpoint.connect_lazy(), authorization })
     }
 
     pub fn channel(&self) -> Channel {
@@ -123,21 +108,14 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(50),
-            max: Duration::from_secs(2),
-            jitter: 0.5,
-            max_attempts: 5,
-        }
+        Backoff { base: Duration::from_millis(50), max: Duration::from_secs(2), jitter: 0.5, max_attempts: 5 }
     }
 }
 
 impl Backoff {
     /// The delay before retry number `attempt` (1 = the first retry).
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.max);
         let mut byte = [0u8; 1];
         let _ = getrandom::fill(&mut byte);
@@ -149,10 +127,7 @@ impl Backoff {
 /// Whether a failed call may be repeated: the peer was unreachable or overloaded. Saga steps are
 /// idempotent, so a repeat after an unknown outcome is safe for them.
 pub fn is_retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::ResourceExhausted | Code::Aborted
-    )
+    matches!(status.code(), Code::Unavailable | Code::ResourceExhausted | Code::Aborted)
 }
 
 /// Runs `call` until it succeeds, fails with a non-retryable status, or attempts run out.
@@ -183,10 +158,7 @@ mod tests {
 
     #[test]
     fn delays_grow_and_are_capped() {
-        let b = Backoff {
-            jitter: 0.0,
-            ..Backoff::default()
-        };
+        let b = Backoff { jitter: 0.0, ..Backoff::default() };
         assert_eq!(b.delay(1), Duration::from_millis(50));
         assert_eq!(b.delay(2), Duration::from_millis(100));
         assert_eq!(b.delay(10), Duration::from_secs(2));

@@ -140,9 +140,7 @@ impl PlatformConfig {
 
     /// Whether no keys are configured, so the development key is accepted.
     pub fn development_mode(&self) -> bool {
-        self.api_keys
-            .as_ref()
-            .is_none_or(|s| s.expose_secret().trim().is_empty())
+        self.api_keys.as_ref().is_none_or(|s| s.expose_secret().trim().is_empty())
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -178,15 +176,10 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.clear_env();
             let defaults = || PlatformDefaults::for_service("invoices", 50051);
-            let peers = || PeerDefaults {
-                payments_url: "http://127.0.0.1:50052",
-            };
+            let peers = || PeerDefaults { payments_url: "http://127.0.0.1:50052" };
             let config: PlatformConfig = load(defaults()).map_err(|e| e.to_string())?;
             assert_eq!(config.listen_addr.port(), 50051);
-            assert_eq!(
-                config.database_url.expose_secret(),
-                "sqlite://data/invoices.db"
-            );
+            assert_eq!(config.database_url.expose_secret(), "sqlite://data/invoices.db");
             assert!(config.development_mode());
 
             jail.set_env("SETTLE_LISTEN_ADDR", "127.0.0.1:6000");
@@ -197,10 +190,7 @@ mod tests {
             let config: PlatformConfig = load(defaults()).map_err(|e| e.to_string())?;
             let peers: Peers = load(peers()).map_err(|e| e.to_string())?;
             assert_eq!(config.listen_addr.port(), 6000);
-            assert_eq!(
-                config.database_url.expose_secret(),
-                "postgres://localhost/x"
-            );
+            assert_eq!(config.database_url.expose_secret(), "postgres://localhost/x");
             assert_eq!(peers.payments_url, "http://payments:50052");
             assert!(!config.development_mode());
             assert!(config.api_keys().is_ok());
@@ -213,13 +203,9 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.clear_env();
             jail.set_env("SETTLE_LISTEN_ADDR", "not an address");
-            let result: Result<PlatformConfig, _> =
-                load(PlatformDefaults::for_service("invoices", 50051));
+            let result: Result<PlatformConfig, _> = load(PlatformDefaults::for_service("invoices", 50051));
             let message = result.unwrap_err().to_string();
-            assert!(
-                message.contains("listen_addr") && message.contains("SETTLE_"),
-                "{message}"
-            );
+            assert!(message.contains("listen_addr") && message.contains("SETTLE_"), "{message}");
             Ok(())
         });
     }

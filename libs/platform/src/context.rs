@@ -29,28 +29,16 @@ pub struct RequestContext {
 impl RequestContext {
     /// Reads the context the platform layers attached to `request`.
     pub fn of<T>(request: &Request<T>) -> Result<Self, ApiError> {
-        let principal = request
-            .extensions()
-            .get::<Principal>()
-            .cloned()
-            .ok_or_else(|| {
-                // Only reachable if a service is mounted without the auth layer: a wiring bug.
-                ApiError::new(
-                    tonic::Code::Unauthenticated,
-                    ErrorReason::ApiKeyMissing,
-                    "Not authenticated.",
-                )
-            })?;
+        let principal = request.extensions().get::<Principal>().cloned().ok_or_else(|| {
+            // Only reachable if a service is mounted without the auth layer: a wiring bug.
+            ApiError::new(tonic::Code::Unauthenticated, ErrorReason::ApiKeyMissing, "Not authenticated.")
+        })?;
         let idempotency_key = match request.metadata().get(IDEMPOTENCY_HEADER) {
             None => None,
             Some(value) => Some(parse_idempotency_key(value.to_str().ok())?),
         };
         let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
-        Ok(RequestContext {
-            principal,
-            idempotency_key,
-            request_id,
-        })
+        Ok(RequestContext { principal, idempotency_key, request_id })
     }
 
     pub fn account(&self) -> &str {
@@ -63,19 +51,14 @@ impl RequestContext {
 }
 
 fn parse_idempotency_key(value: Option<&str>) -> Result<String, ApiError> {
-    let invalid = |message: &str| {
-        ApiError::invalid_param(IDEMPOTENCY_HEADER, ErrorReason::IdempotencyError, message)
-    };
-    let key = value
-        .ok_or_else(|| invalid("The idempotency key must be printable ASCII."))?
-        .trim();
+    let invalid =
+        |message: &str| ApiError::invalid_param(IDEMPOTENCY_HEADER, ErrorReason::IdempotencyError, message);
+    let key = value.ok_or_else(|| invalid("The idempotency key must be printable ASCII."))?.trim();
     if key.is_empty() {
         return Err(invalid("The idempotency key must not be empty."));
     }
     if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-        return Err(invalid(
-            "The idempotency key must be at most 255 characters.",
-        ));
+        return Err(invalid("The idempotency key must be at most 255 characters."));
     }
     Ok(key.to_owned())
 }
@@ -87,12 +70,8 @@ mod tests {
     #[test]
     fn reads_principal_and_idempotency_key() {
         let mut request = Request::new(());
-        request
-            .extensions_mut()
-            .insert(Principal::new("acct_a", false, false));
-        request
-            .metadata_mut()
-            .insert(IDEMPOTENCY_HEADER, "key-1".parse().unwrap());
+        request.extensions_mut().insert(Principal::new("acct_a", false, false));
+        request.metadata_mut().insert(IDEMPOTENCY_HEADER, "key-1".parse().unwrap());
         let ctx = RequestContext::of(&request).unwrap();
         assert_eq!(ctx.account(), "acct_a");
         assert_eq!(ctx.idempotency_key.as_deref(), Some("key-1"));

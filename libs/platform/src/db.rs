@@ -77,10 +77,7 @@ pub struct PoolSettings {
 
 impl Default for PoolSettings {
     fn default() -> Self {
-        PoolSettings {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
-        }
+        PoolSettings { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -95,27 +92,13 @@ pub struct Migrations {
 }
 
 impl Migrations {
-    pub const fn new(
-        name: &'static str,
-        postgres: &'static Migrator,
-        sqlite: &'static Migrator,
-    ) -> Self {
-        Migrations {
-            name,
-            postgres: Some(postgres),
-            sqlite: Some(sqlite),
-            history_table: None,
-        }
+    pub const fn new(name: &'static str, postgres: &'static Migrator, sqlite: &'static Migrator) -> Self {
+        Migrations { name, postgres: Some(postgres), sqlite: Some(sqlite), history_table: None }
     }
 
     /// A service with no tables of its own yet: only the platform's are applied.
     pub const fn none(name: &'static str) -> Self {
-        Migrations {
-            name,
-            postgres: None,
-            sqlite: None,
-            history_table: None,
-        }
+        Migrations { name, postgres: None, sqlite: None, history_table: None }
     }
 
     /// Keeps this set's history in its own table (for sets shared by several services).
@@ -156,16 +139,10 @@ impl Db {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let backend = Backend::from_url(url)?;
-        let connect_err = |source| DbError::Connect {
-            backend: backend.name(),
-            source,
-        };
+        let connect_err = |source| DbError::Connect { backend: backend.name(), source };
         let (url, max_connections) = match backend {
             Backend::Postgres => (url.to_owned(), settings.max_connections),
-            Backend::Sqlite => (
-                prepare_sqlite_url(url)?,
-                settings.max_connections.clamp(1, 4),
-            ),
+            Backend::Sqlite => (prepare_sqlite_url(url)?, settings.max_connections.clamp(1, 4)),
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(connect_err)?
@@ -202,12 +179,10 @@ impl Db {
             Backend::Postgres => &PLATFORM_POSTGRES,
             Backend::Sqlite => &PLATFORM_SQLITE,
         };
-        self.run_migrations("platform", platform, Some(PLATFORM_MIGRATIONS_TABLE))
-            .await?;
+        self.run_migrations("platform", platform, Some(PLATFORM_MIGRATIONS_TABLE)).await?;
         for set in migrations {
             if let Some(migrator) = set.for_backend(self.backend) {
-                self.run_migrations(set.name, migrator, set.history_table)
-                    .await?;
+                self.run_migrations(set.name, migrator, set.history_table).await?;
             }
         }
         Ok(())
@@ -261,9 +236,7 @@ impl Db {
 
 /// Makes sure the SQLite file can be created: `mode=rwc` and an existing parent folder.
 fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if !path.is_empty()
         && path != ":memory:"
@@ -326,34 +299,19 @@ mod tests {
 
     #[test]
     fn backend_is_chosen_by_url_scheme() {
-        assert_eq!(
-            Backend::from_url("postgres://x/y").ok(),
-            Some(Backend::Postgres)
-        );
-        assert_eq!(
-            Backend::from_url("postgresql://x/y").ok(),
-            Some(Backend::Postgres)
-        );
-        assert_eq!(
-            Backend::from_url("sqlite://data/x.db").ok(),
-            Some(Backend::Sqlite)
-        );
+        assert_eq!(Backend::from_url("postgres://x/y").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("postgresql://x/y").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("sqlite://data/x.db").ok(), Some(Backend::Sqlite));
         assert!(Backend::from_url("mysql://x").is_err());
     }
 
     #[test]
     fn sqlite_urls_get_create_mode() {
-        assert_eq!(
-            prepare_sqlite_url("sqlite::memory:").unwrap(),
-            "sqlite::memory:?mode=rwc"
-        );
+        assert_eq!(prepare_sqlite_url("sqlite::memory:").unwrap(), "sqlite::memory:?mode=rwc");
         assert_eq!(
             prepare_sqlite_url("sqlite://x.db?cache=shared").unwrap(),
             "sqlite://x.db?cache=shared&mode=rwc"
         );
-        assert_eq!(
-            prepare_sqlite_url("sqlite://x.db?mode=ro").unwrap(),
-            "sqlite://x.db?mode=ro"
-        );
+        assert_eq!(prepare_sqlite_url("sqlite://x.db?mode=ro").unwrap(), "sqlite://x.db?mode=ro");
     }
 }

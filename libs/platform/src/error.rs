@@ -30,12 +30,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code, reason: ErrorReason, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            reason,
-            message: message.into(),
-            field_violations: Vec::new(),
-        }
+        ApiError { code, reason, message: message.into(), field_violations: Vec::new() }
     }
 
     /// A bad request parameter: INVALID_ARGUMENT naming the field.
@@ -51,11 +46,7 @@ impl ApiError {
 
     /// A required parameter was not sent (Stripe's `parameter_missing`).
     pub fn missing_param(field: &str) -> Self {
-        Self::invalid_param(
-            field,
-            ErrorReason::ParameterMissing,
-            format!("Missing required param: {field}."),
-        )
+        Self::invalid_param(field, ErrorReason::ParameterMissing, format!("Missing required param: {field}."))
     }
 
     /// Two parameters that exclude each other were both sent.
@@ -64,10 +55,7 @@ impl ApiError {
         ApiError {
             code: Code::InvalidArgument,
             reason: ErrorReason::ParametersExclusive,
-            field_violations: vec![
-                (a.to_owned(), message.clone()),
-                (b.to_owned(), message.clone()),
-            ],
+            field_violations: vec![(a.to_owned(), message.clone()), (b.to_owned(), message.clone())],
             message,
         }
     }
@@ -101,17 +89,12 @@ impl ApiError {
     /// A dependency (database, another service) could not be reached; safe to retry.
     pub fn unavailable(context: &str, error: &(dyn StdError + 'static)) -> Self {
         tracing::warn!(error = %ErrorChain(error), "{context}");
-        Self::new(
-            Code::Unavailable,
-            ErrorReason::DependencyUnavailable,
-            format!("{context}; please retry."),
-        )
+        Self::new(Code::Unavailable, ErrorReason::DependencyUnavailable, format!("{context}; please retry."))
     }
 
     /// Adds a field violation.
     pub fn with_violation(mut self, field: &str, description: impl Into<String>) -> Self {
-        self.field_violations
-            .push((field.to_owned(), description.into()));
+        self.field_violations.push((field.to_owned(), description.into()));
         self
     }
 
@@ -123,21 +106,12 @@ impl ApiError {
 
 /// `ERROR_REASON_RESOURCE_MISSING` → `resource_missing`.
 pub fn reason_code(reason: ErrorReason) -> String {
-    reason
-        .as_str_name()
-        .trim_start_matches("ERROR_REASON_")
-        .to_ascii_lowercase()
+    reason.as_str_name().trim_start_matches("ERROR_REASON_").to_ascii_lowercase()
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?} {}: {}",
-            self.code,
-            self.reason_code(),
-            self.message
-        )
+        write!(f, "{:?} {}: {}", self.code, self.reason_code(), self.message)
     }
 }
 
@@ -155,9 +129,7 @@ impl From<ApiError> for Status {
                 error
                     .field_violations
                     .into_iter()
-                    .map(|(field, description)| {
-                        tonic_types::FieldViolation::new(field, description)
-                    })
+                    .map(|(field, description)| tonic_types::FieldViolation::new(field, description))
                     .collect::<Vec<_>>(),
             );
         }
@@ -227,10 +199,7 @@ mod tests {
         for value in 0..200 {
             if let Ok(reason) = ErrorReason::try_from(value) {
                 let code = reason_code(reason);
-                assert!(
-                    code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
-                    "{code}"
-                );
+                assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{code}");
             }
         }
     }

@@ -72,20 +72,13 @@ impl From<EventRow> for Event {
             context: None,
             created: row.created,
             data: Some(EventData {
-                object: Some(prost_types::Any {
-                    type_url: row.data_type_url,
-                    value: row.data,
-                }),
+                object: Some(prost_types::Any { type_url: row.data_type_url, value: row.data }),
                 previous_attributes,
             }),
             livemode: row.livemode,
             pending_webhooks: 0,
-            request: (row.request_id.is_some() || row.idempotency_key.is_some()).then_some(
-                EventRequest {
-                    id: row.request_id,
-                    idempotency_key: row.idempotency_key,
-                },
-            ),
+            request: (row.request_id.is_some() || row.idempotency_key.is_some())
+                .then_some(EventRequest { id: row.request_id, idempotency_key: row.idempotency_key }),
             r#type: row.r#type,
             object_id: row.object_id,
             object_sequence: row.object_sequence,
@@ -101,14 +94,11 @@ fn json_to_proto(value: serde_json::Value) -> prost_types::Value {
         serde_json::Value::Bool(b) => Kind::BoolValue(b),
         serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
         serde_json::Value::String(s) => Kind::StringValue(s),
-        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.into_iter().map(json_to_proto).collect(),
-        }),
+        serde_json::Value::Array(items) => {
+            Kind::ListValue(prost_types::ListValue { values: items.into_iter().map(json_to_proto).collect() })
+        }
         serde_json::Value::Object(map) => Kind::StructValue(prost_types::Struct {
-            fields: map
-                .into_iter()
-                .map(|(k, v)| (k, json_to_proto(v)))
-                .collect(),
+            fields: map.into_iter().map(|(k, v)| (k, json_to_proto(v))).collect(),
         }),
     };
     prost_types::Value { kind: Some(kind) }
@@ -124,30 +114,20 @@ struct TypeFilter {
 impl TypeFilter {
     fn parse(field: &str, patterns: &[String]) -> Result<Self, ApiError> {
         if patterns.len() > 20 {
-            return Err(ApiError::invalid_param(
-                field,
-                ErrorReason::ParameterInvalid,
-                "At most 20 types.",
-            ));
+            return Err(ApiError::invalid_param(field, ErrorReason::ParameterInvalid, "At most 20 types."));
         }
         let mut filter = TypeFilter::default();
         for pattern in patterns {
             let valid = !pattern.is_empty()
-                && pattern
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.' || c == '*');
+                && pattern.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.' || c == '*');
             match pattern.strip_suffix('*') {
-                Some(prefix) if valid && !prefix.contains('*') => {
-                    filter.prefixes.push(prefix.to_owned())
-                }
+                Some(prefix) if valid && !prefix.contains('*') => filter.prefixes.push(prefix.to_owned()),
                 None if valid && !pattern.contains('*') => filter.exact.push(pattern.clone()),
                 _ => {
                     return Err(ApiError::invalid_param(
                         field,
                         ErrorReason::ParameterInvalid,
-                        format!(
-                            "Invalid event type {pattern:?}: use e.g. `invoice.paid` or `invoice.*`."
-                        ),
+                        format!("Invalid event type {pattern:?}: use e.g. `invoice.paid` or `invoice.*`."),
                     ));
                 }
             }
@@ -162,10 +142,7 @@ impl TypeFilter {
     fn matches(&self, event_type: &str) -> bool {
         self.is_empty()
             || self.exact.iter().any(|t| t == event_type)
-            || self
-                .prefixes
-                .iter()
-                .any(|p| event_type.starts_with(p.as_str()))
+            || self.prefixes.iter().any(|p| event_type.starts_with(p.as_str()))
     }
 
     fn push_sql(&self, query: &mut SqlBuilder) {
@@ -179,9 +156,7 @@ impl TypeFilter {
         for prefix in &self.prefixes {
             // `_` and `%` in a prefix are LIKE wildcards; event types use `_`, so escape it.
             let escaped = prefix.replace('_', "\\_");
-            query
-                .filter(" OR type LIKE ", format!("{escaped}%"))
-                .push(" ESCAPE '\\'");
+            query.filter(" OR type LIKE ", format!("{escaped}%")).push(" ESCAPE '\\'");
         }
         query.push(")");
     }
@@ -205,10 +180,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status
 
 #[tonic::async_trait]
 impl EventService for EventsService {
-    async fn get_event(
-        &self,
-        request: Request<GetEventRequest>,
-    ) -> Result<Response<Event>, Status> {
+    async fn get_event(&self, request: Request<GetEventRequest>) -> Result<Response<Event>, Status> {
         let ctx = RequestContext::of(&request)?;
         let id = request.into_inner().id;
         let not_found = || ApiError::not_found(IdPrefix::Event, &id, "id");
@@ -216,9 +188,7 @@ impl EventService for EventsService {
             return Err(not_found().into());
         }
         let mut query = SqlBuilder::new(COLUMNS);
-        query
-            .bind(ctx.account().to_owned())
-            .filter(" AND id = ", id.clone());
+        query.bind(ctx.account().to_owned()).filter(" AND id = ", id.clone());
         let row = query
             .fetch_all::<EventRow, _>(self.db.pool())
             .await
@@ -240,11 +210,7 @@ impl EventService for EventsService {
             (Some(t), true) => vec![t.clone()],
             (None, _) => params.types.clone(),
         };
-        let field = if params.r#type.is_some() {
-            "type"
-        } else {
-            "types"
-        };
+        let field = if params.r#type.is_some() { "type" } else { "types" };
         let filter = TypeFilter::parse(field, &patterns)?;
         let page = crate::pagination::PageRequest::parse(
             params.limit,
@@ -257,51 +223,38 @@ impl EventService for EventsService {
         let cursor_seq = match &page.cursor {
             crate::pagination::Cursor::First => None,
             crate::pagination::Cursor::After(id) | crate::pagination::Cursor::Before(id) => {
-                let seq: Option<Option<i64>> = sqlx::query_scalar(
-                    "SELECT seq FROM outbox_events WHERE account_id = $1 AND id = $2",
-                )
-                .bind(ctx.account())
-                .bind(id.as_str())
-                .fetch_optional(self.db.pool())
-                .await
-                .map_err(ApiError::from)?;
+                let seq: Option<Option<i64>> =
+                    sqlx::query_scalar("SELECT seq FROM outbox_events WHERE account_id = $1 AND id = $2")
+                        .bind(ctx.account())
+                        .bind(id.as_str())
+                        .fetch_optional(self.db.pool())
+                        .await
+                        .map_err(ApiError::from)?;
                 let field = if matches!(page.cursor, crate::pagination::Cursor::After(_)) {
                     "starting_after"
                 } else {
                     "ending_before"
                 };
-                Some(
-                    seq.flatten()
-                        .ok_or_else(|| ApiError::not_found(IdPrefix::Event, id, field))?,
-                )
+                Some(seq.flatten().ok_or_else(|| ApiError::not_found(IdPrefix::Event, id, field))?)
             }
         };
         let mut query = SqlBuilder::new(COLUMNS);
-        query
-            .bind(ctx.account().to_owned())
-            .push(" AND seq IS NOT NULL");
+        query.bind(ctx.account().to_owned()).push(" AND seq IS NOT NULL");
         filter.push_sql(&mut query);
         push_range(&mut query, RangeColumn::Created, params.created.as_ref());
         match (&page.cursor, cursor_seq) {
             (crate::pagination::Cursor::After(_), Some(seq)) => {
-                query
-                    .filter(" AND seq < ", seq)
-                    .push(" ORDER BY seq DESC LIMIT ");
+                query.filter(" AND seq < ", seq).push(" ORDER BY seq DESC LIMIT ");
             }
             (crate::pagination::Cursor::Before(_), Some(seq)) => {
-                query
-                    .filter(" AND seq > ", seq)
-                    .push(" ORDER BY seq ASC LIMIT ");
+                query.filter(" AND seq > ", seq).push(" ORDER BY seq ASC LIMIT ");
             }
             _ => {
                 query.push(" ORDER BY seq DESC LIMIT ");
             }
         }
         query.bind(i64::from(page.limit) + 1);
-        let rows = query
-            .fetch_all::<EventRow, _>(self.db.pool())
-            .await
-            .map_err(ApiError::from)?;
+        let rows = query.fetch_all::<EventRow, _>(self.db.pool()).await.map_err(ApiError::from)?;
         let page = page.finish(rows);
         Ok(Response::new(ListEventsResponse {
             data: page.data.into_iter().map(Event::from).collect(),
@@ -355,10 +308,7 @@ impl EventService for EventsService {
                     if !filter.matches(&row.r#type) {
                         continue;
                     }
-                    let message = StreamEventsResponse {
-                        event: Some(row.into()),
-                        cursor: seq.to_string(),
-                    };
+                    let message = StreamEventsResponse { event: Some(row.into()), cursor: seq.to_string() };
                     if sender.send(Ok(message)).await.is_err() {
                         return; // the client went away
                     }
@@ -384,11 +334,8 @@ mod tests {
 
     #[test]
     fn type_filter_matches_exact_and_wildcards() {
-        let filter = TypeFilter::parse(
-            "types",
-            &["invoice.paid".to_owned(), "payment_intent.*".to_owned()],
-        )
-        .unwrap();
+        let filter =
+            TypeFilter::parse("types", &["invoice.paid".to_owned(), "payment_intent.*".to_owned()]).unwrap();
         assert!(filter.matches("invoice.paid"));
         assert!(filter.matches("payment_intent.succeeded"));
         assert!(!filter.matches("invoice.voided"));
@@ -398,20 +345,14 @@ mod tests {
     #[test]
     fn type_filter_rejects_bad_patterns() {
         for bad in ["", "Invoice.paid", "in*voice.paid", "*.paid x"] {
-            assert!(
-                TypeFilter::parse("type", &[bad.to_owned()]).is_err(),
-                "{bad}"
-            );
+            assert!(TypeFilter::parse("type", &[bad.to_owned()]).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn previous_attributes_become_a_struct() {
-        let value =
-            json_to_proto(serde_json::json!({"status": "open", "amount": 5, "tags": ["a"]}));
-        let Some(prost_types::value::Kind::StructValue(s)) = value.kind else {
-            panic!("struct")
-        };
+        let value = json_to_proto(serde_json::json!({"status": "open", "amount": 5, "tags": ["a"]}));
+        let Some(prost_types::value::Kind::StructValue(s)) = value.kind else { panic!("struct") };
         assert_eq!(s.fields.len(), 3);
     }
 }

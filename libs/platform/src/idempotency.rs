@@ -84,11 +84,7 @@ pub async fn claim<T: Message + Default>(
             let locked: bool = row.try_get(0)?;
             let method: Option<String> = row.try_get(1)?;
             let stored = match method {
-                Some(method) => Some((
-                    method,
-                    row.try_get::<Vec<u8>, _>(2)?,
-                    row.try_get::<Vec<u8>, _>(3)?,
-                )),
+                Some(method) => Some((method, row.try_get::<Vec<u8>, _>(2)?, row.try_get::<Vec<u8>, _>(3)?)),
                 None => None,
             };
             (locked, stored)
@@ -115,9 +111,8 @@ pub async fn claim<T: Message + Default>(
             if stored_method != method || stored_fingerprint != fingerprint {
                 return Err(mismatch(key));
             }
-            let replay = T::decode(response.as_slice()).map_err(|e| {
-                ApiError::internal("Could not decode the stored idempotent response", &e)
-            })?;
+            let replay = T::decode(response.as_slice())
+                .map_err(|e| ApiError::internal("Could not decode the stored idempotent response", &e))?;
             tracing::debug!(idempotency_key = %key, "replaying stored response");
             Ok(Claim::Replay(replay))
         }
@@ -184,11 +179,7 @@ fn fingerprint(method: &str, request: &impl Message) -> Vec<u8> {
 }
 
 fn lock_key(account: &str, key: &str) -> i64 {
-    let digest = Sha256::new()
-        .chain_update(account)
-        .chain_update([0u8])
-        .chain_update(key)
-        .finalize();
+    let digest = Sha256::new().chain_update(account).chain_update([0u8]).chain_update(key).finalize();
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
@@ -222,14 +213,8 @@ mod tests {
 
     #[test]
     fn fingerprint_depends_on_method_and_parameters() {
-        let a = prost_types::Duration {
-            seconds: 1,
-            nanos: 0,
-        };
-        let b = prost_types::Duration {
-            seconds: 2,
-            nanos: 0,
-        };
+        let a = prost_types::Duration { seconds: 1, nanos: 0 };
+        let b = prost_types::Duration { seconds: 2, nanos: 0 };
         assert_eq!(fingerprint("/m", &a), fingerprint("/m", &a));
         assert_ne!(fingerprint("/m", &a), fingerprint("/m", &b));
         assert_ne!(fingerprint("/m", &a), fingerprint("/n", &a));

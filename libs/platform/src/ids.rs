@@ -90,10 +90,7 @@ impl IdPrefix {
         let mut random = [0u8; 24];
         // As for ids: without an entropy source the secret is still unique, only guessable.
         let _ = getrandom::fill(&mut random);
-        let body: String = random
-            .iter()
-            .map(|b| char::from(ALPHABET[usize::from(*b) % 62]))
-            .collect();
+        let body: String = random.iter().map(|b| char::from(ALPHABET[usize::from(*b) % 62])).collect();
         format!("{id}_secret_{body}")
     }
 
@@ -130,10 +127,8 @@ fn encode_base62(mut value: u128, out: &mut String) {
 /// the clock has not moved (or moved back) the previous value is incremented instead.
 fn next_value() -> u128 {
     static LAST: Mutex<u128> = Mutex::new(0);
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() & ((1 << 48) - 1))
-        .unwrap_or(0);
+    let millis =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() & ((1 << 48) - 1)).unwrap_or(0);
     let mut random = [0u8; 10];
     // getrandom only fails on platforms without an entropy source; the timestamp and the
     // monotonic increment below still keep ids unique within the process.
@@ -144,11 +139,7 @@ fn next_value() -> u128 {
     }
     let candidate = (millis << 80) | low;
     let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let value = if candidate > *last {
-        candidate
-    } else {
-        *last + 1
-    };
+    let value = if candidate > *last { candidate } else { *last + 1 };
     *last = value;
     value
 }
@@ -169,10 +160,7 @@ mod tests {
     #[test]
     fn ids_increase_in_byte_order_within_a_process() {
         let ids: Vec<String> = (0..10_000).map(|_| IdPrefix::Event.generate()).collect();
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "ids must be strictly increasing"
-        );
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids must be strictly increasing");
     }
 
     #[test]

@@ -53,12 +53,7 @@ impl Default for EventHub {
 
 impl EventHub {
     pub fn new() -> Self {
-        EventHub {
-            inner: Arc::new(HubInner {
-                committed: Notify::new(),
-                sequenced: watch::channel(0).0,
-            }),
-        }
+        EventHub { inner: Arc::new(HubInner { committed: Notify::new(), sequenced: watch::channel(0).0 }) }
     }
 
     /// Tells the sequencer that a transaction with events committed.
@@ -227,15 +222,9 @@ pub async fn sequence_batch(db: &Db) -> Result<Option<(i64, i64)>, sqlx::Error> 
             return Ok(None);
         }
     }
-    let numbered: Vec<i64> = sqlx::query_scalar(NUMBER)
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+    let numbered: Vec<i64> = sqlx::query_scalar(NUMBER).bind(BATCH).fetch_all(&mut *tx).await?;
     tx.commit().await?;
-    Ok(numbered
-        .iter()
-        .max()
-        .map(|last| (*last, numbered.len() as i64)))
+    Ok(numbered.iter().max().map(|last| (*last, numbered.len() as i64)))
 }
 
 /// Deletes numbered events older than the retention period; returns how many went.

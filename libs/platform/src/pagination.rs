@@ -55,19 +55,13 @@ impl PageRequest {
                 Err(ApiError::invalid_param(
                     field,
                     ErrorReason::ParameterInvalid,
-                    format!(
-                        "Invalid {field}: expected the id of a {} ({kind}…).",
-                        kind.object_name()
-                    ),
+                    format!("Invalid {field}: expected the id of a {} ({kind}…).", kind.object_name()),
                 ))
             }
         };
         let cursor = match (non_empty(starting_after), non_empty(ending_before)) {
             (Some(_), Some(_)) => {
-                return Err(ApiError::exclusive_params(
-                    "starting_after",
-                    "ending_before",
-                ));
+                return Err(ApiError::exclusive_params("starting_after", "ending_before"));
             }
             (Some(after), None) => Cursor::After(check("starting_after", after)?),
             (None, Some(before)) => Cursor::Before(check("ending_before", before)?),
@@ -84,14 +78,10 @@ impl PageRequest {
                 query.push(" ORDER BY id DESC LIMIT ");
             }
             Cursor::After(id) => {
-                query
-                    .filter(" AND id < ", id.clone())
-                    .push(" ORDER BY id DESC LIMIT ");
+                query.filter(" AND id < ", id.clone()).push(" ORDER BY id DESC LIMIT ");
             }
             Cursor::Before(id) => {
-                query
-                    .filter(" AND id > ", id.clone())
-                    .push(" ORDER BY id ASC LIMIT ");
+                query.filter(" AND id > ", id.clone()).push(" ORDER BY id ASC LIMIT ");
             }
         }
         query.bind(i64::from(self.limit) + 1);
@@ -104,10 +94,7 @@ impl PageRequest {
         if matches!(self.cursor, Cursor::Before(_)) {
             rows.reverse();
         }
-        Page {
-            data: rows,
-            has_more,
-        }
+        Page { data: rows, has_more }
     }
 }
 
@@ -125,10 +112,7 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            data: self.data.into_iter().map(f).collect(),
-            has_more: self.has_more,
-        }
+        Page { data: self.data.into_iter().map(f).collect(), has_more: self.has_more }
     }
 }
 
@@ -160,18 +144,12 @@ pub enum RangeColumn {
 impl RangeColumn {
     fn operators(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
-            RangeColumn::Created => (
-                " AND created > ",
-                " AND created >= ",
-                " AND created < ",
-                " AND created <= ",
-            ),
-            RangeColumn::DueDate => (
-                " AND due_date > ",
-                " AND due_date >= ",
-                " AND due_date < ",
-                " AND due_date <= ",
-            ),
+            RangeColumn::Created => {
+                (" AND created > ", " AND created >= ", " AND created < ", " AND created <= ")
+            }
+            RangeColumn::DueDate => {
+                (" AND due_date > ", " AND due_date >= ", " AND due_date < ", " AND due_date <= ")
+            }
         }
     }
 }
@@ -183,20 +161,13 @@ mod tests {
     #[test]
     fn defaults_to_ten_newest() {
         let page = PageRequest::parse(None, None, None, IdPrefix::PaymentIntent).unwrap();
-        assert_eq!(
-            page,
-            PageRequest {
-                limit: 10,
-                cursor: Cursor::First
-            }
-        );
+        assert_eq!(page, PageRequest { limit: 10, cursor: Cursor::First });
     }
 
     #[test]
     fn limit_must_be_between_one_and_a_hundred() {
         for bad in [0, -1, 101] {
-            let err =
-                PageRequest::parse(Some(bad), None, None, IdPrefix::PaymentIntent).unwrap_err();
+            let err = PageRequest::parse(Some(bad), None, None, IdPrefix::PaymentIntent).unwrap_err();
             assert_eq!(err.field_violations[0].0, "limit");
         }
         assert!(PageRequest::parse(Some(100), None, None, IdPrefix::PaymentIntent).is_ok());
@@ -204,52 +175,25 @@ mod tests {
 
     #[test]
     fn cursors_are_exclusive_and_typed() {
-        let err = PageRequest::parse(None, Some("pi_a"), Some("pi_b"), IdPrefix::PaymentIntent)
-            .unwrap_err();
+        let err = PageRequest::parse(None, Some("pi_a"), Some("pi_b"), IdPrefix::PaymentIntent).unwrap_err();
         assert_eq!(err.reason_code(), "parameters_exclusive");
-        let err =
-            PageRequest::parse(None, Some("in_a"), None, IdPrefix::PaymentIntent).unwrap_err();
+        let err = PageRequest::parse(None, Some("in_a"), None, IdPrefix::PaymentIntent).unwrap_err();
         assert_eq!(err.field_violations[0].0, "starting_after");
     }
 
     #[test]
     fn finish_trims_the_probe_row_and_reverses_backward_pages() {
-        let forward = PageRequest {
-            limit: 2,
-            cursor: Cursor::First,
-        };
-        assert_eq!(
-            forward.finish(vec![3, 2, 1]),
-            Page {
-                data: vec![3, 2],
-                has_more: true
-            }
-        );
-        let backward = PageRequest {
-            limit: 2,
-            cursor: Cursor::Before("x".into()),
-        };
-        assert_eq!(
-            backward.finish(vec![4, 5]),
-            Page {
-                data: vec![5, 4],
-                has_more: false
-            }
-        );
+        let forward = PageRequest { limit: 2, cursor: Cursor::First };
+        assert_eq!(forward.finish(vec![3, 2, 1]), Page { data: vec![3, 2], has_more: true });
+        let backward = PageRequest { limit: 2, cursor: Cursor::Before("x".into()) };
+        assert_eq!(backward.finish(vec![4, 5]), Page { data: vec![5, 4], has_more: false });
     }
 
     #[test]
     fn sql_for_each_cursor() {
         let mut q = SqlBuilder::new("SELECT * FROM t WHERE account_id = ");
         q.bind("a".to_owned());
-        PageRequest {
-            limit: 5,
-            cursor: Cursor::After("pi_x".into()),
-        }
-        .push_sql(&mut q);
-        assert_eq!(
-            q.sql(),
-            "SELECT * FROM t WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-        );
+        PageRequest { limit: 5, cursor: Cursor::After("pi_x".into()) }.push_sql(&mut q);
+        assert_eq!(q.sql(), "SELECT * FROM t WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
     }
 }

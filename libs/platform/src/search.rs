@@ -96,10 +96,7 @@ struct Lexer<'a> {
 impl<'a> Lexer<'a> {
     fn skip_ws(&mut self) {
         while self.input[self.pos..].starts_with(char::is_whitespace) {
-            self.pos += self.input[self.pos..]
-                .chars()
-                .next()
-                .map_or(1, char::len_utf8);
+            self.pos += self.input[self.pos..].chars().next().map_or(1, char::len_utf8);
         }
     }
 
@@ -119,8 +116,7 @@ impl<'a> Lexer<'a> {
 
     fn ident(&mut self) -> &'a str {
         let start = self.pos;
-        while self.input[self.pos..]
-            .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        while self.input[self.pos..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         {
             self.pos += 1;
         }
@@ -131,10 +127,7 @@ impl<'a> Lexer<'a> {
         let quote = match self.input[self.pos..].chars().next() {
             Some(q @ ('\'' | '"')) => q,
             _ => {
-                return Err(invalid(format!(
-                    "Expected a quoted string at position {}.",
-                    self.pos
-                )));
+                return Err(invalid(format!("Expected a quoted string at position {}.", self.pos)));
             }
         };
         self.pos += 1;
@@ -177,10 +170,7 @@ pub fn parse(input: &str, fields: &[Field]) -> Result<Query, ApiError> {
             "AND" => Connective::And,
             "OR" => Connective::Or,
             "" => {
-                return Err(invalid(format!(
-                    "Unexpected character at position {}.",
-                    lexer.pos
-                )));
+                return Err(invalid(format!("Unexpected character at position {}.", lexer.pos)));
             }
             other => return Err(invalid(format!("Expected AND or OR, found {other:?}."))),
         };
@@ -189,15 +179,10 @@ pub fn parse(input: &str, fields: &[Field]) -> Result<Query, ApiError> {
         }
         connective = Some(next);
         if clauses.len() == MAX_CLAUSES {
-            return Err(invalid(format!(
-                "A query can have at most {MAX_CLAUSES} clauses."
-            )));
+            return Err(invalid(format!("A query can have at most {MAX_CLAUSES} clauses.")));
         }
     }
-    Ok(Query {
-        connective: connective.unwrap_or(Connective::And),
-        clauses,
-    })
+    Ok(Query { connective: connective.unwrap_or(Connective::And), clauses })
 }
 
 fn parse_clause(lexer: &mut Lexer<'_>, fields: &[Field]) -> Result<Clause, ApiError> {
@@ -205,28 +190,17 @@ fn parse_clause(lexer: &mut Lexer<'_>, fields: &[Field]) -> Result<Clause, ApiEr
     let name = lexer.ident();
     let target = if name == "metadata" {
         if !lexer.eat("[") {
-            return Err(invalid(
-                "Write metadata fields as metadata['key'].".to_owned(),
-            ));
+            return Err(invalid("Write metadata fields as metadata['key'].".to_owned()));
         }
         let key = lexer.quoted()?;
         if !lexer.eat("]") {
-            return Err(invalid(
-                "Write metadata fields as metadata['key'].".to_owned(),
-            ));
+            return Err(invalid("Write metadata fields as metadata['key'].".to_owned()));
         }
         Target::Metadata(key)
     } else {
         let field = fields.iter().find(|f| f.name == name).ok_or_else(|| {
-            let known: Vec<&str> = fields
-                .iter()
-                .map(|f| f.name)
-                .chain(["metadata['key']"])
-                .collect();
-            invalid(format!(
-                "Field {name:?} is not searchable; use one of {}.",
-                known.join(", ")
-            ))
+            let known: Vec<&str> = fields.iter().map(|f| f.name).chain(["metadata['key']"]).collect();
+            invalid(format!("Field {name:?} is not searchable; use one of {}.", known.join(", ")))
         })?;
         Target::Field(*field)
     };
@@ -241,9 +215,7 @@ fn parse_clause(lexer: &mut Lexer<'_>, fields: &[Field]) -> Result<Clause, ApiEr
     } else if lexer.eat(":") || lexer.eat("=") {
         Op::Eq
     } else {
-        return Err(invalid(format!(
-            "Expected :, =, >, <, >= or <= after {name:?}."
-        )));
+        return Err(invalid(format!("Expected :, =, >, <, >= or <= after {name:?}.")));
     };
     let value = if lexer.input[lexer.pos..].starts_with(['\'', '"']) {
         Value::Text(lexer.quoted()?)
@@ -274,12 +246,7 @@ fn parse_clause(lexer: &mut Lexer<'_>, fields: &[Field]) -> Result<Clause, ApiEr
             "Invalid comparison for {name:?}: text fields take :'value', number fields a number."
         )));
     }
-    Ok(Clause {
-        negated,
-        target,
-        op,
-        value,
-    })
+    Ok(Clause { negated, target, op, value })
 }
 
 impl Query {
@@ -315,13 +282,9 @@ impl Query {
                 }
                 Target::Metadata(key) => {
                     match backend {
-                        Backend::Postgres => sql
-                            .push("(metadata::jsonb ->> ")
-                            .bind(key.clone())
-                            .push(")"),
+                        Backend::Postgres => sql.push("(metadata::jsonb ->> ").bind(key.clone()).push(")"),
                         Backend::Sqlite => {
-                            let path =
-                                format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
+                            let path = format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
                             sql.push("json_extract(metadata, ").bind(path).push(")")
                         }
                     };
@@ -343,30 +306,14 @@ mod tests {
     use super::*;
 
     const FIELDS: &[Field] = &[
-        Field {
-            name: "status",
-            kind: FieldKind::Text,
-            column: "status",
-        },
-        Field {
-            name: "amount",
-            kind: FieldKind::Number,
-            column: "amount",
-        },
-        Field {
-            name: "customer",
-            kind: FieldKind::Text,
-            column: "customer",
-        },
+        Field { name: "status", kind: FieldKind::Text, column: "status" },
+        Field { name: "amount", kind: FieldKind::Number, column: "amount" },
+        Field { name: "customer", kind: FieldKind::Text, column: "customer" },
     ];
 
     #[test]
     fn parses_clauses_with_and() {
-        let q = parse(
-            "status:'succeeded' AND amount>=1000 AND metadata['order']:\"6735\"",
-            FIELDS,
-        )
-        .unwrap();
+        let q = parse("status:'succeeded' AND amount>=1000 AND metadata['order']:\"6735\"", FIELDS).unwrap();
         assert_eq!(q.connective, Connective::And);
         assert_eq!(q.clauses.len(), 3);
         assert_eq!(q.clauses[1].op, Op::Gte);

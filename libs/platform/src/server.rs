@@ -63,12 +63,8 @@ pub struct Server {
 impl Server {
     /// Binds `addr` now, so a port clash fails before any slow start-up work.
     pub async fn bind(addr: SocketAddr) -> Result<Self, ServerError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
         let (health, health_service) = tonic_health::server::health_reporter();
         let mut routes = RoutesBuilder::default();
         routes.add_service(health_service);
@@ -144,34 +140,22 @@ impl Server {
         shutdown: CancellationToken,
         grace: Duration,
     ) -> Result<(), ServerError> {
-        let Server {
-            listener,
-            local_addr,
-            mut routes,
-            service_names,
-            internal_services,
-            health,
-            readiness,
-        } = self;
+        let Server { listener, local_addr, mut routes, service_names, internal_services, health, readiness } =
+            self;
 
         routes.add_service(reflection(&service_names).build_v1()?);
         routes.add_service(reflection(&service_names).build_v1alpha()?);
 
         for name in &service_names {
-            health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
+            health.set_service_status(name, ServingStatus::Serving).await;
         }
-        health
-            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
-            .await;
+        health.set_service_status(LIVENESS_SERVICE, ServingStatus::Serving).await;
         if let Some(check) = readiness {
             tokio::spawn(follow_readiness(health.clone(), check, shutdown.clone()));
         }
 
-        let layers = ServiceBuilder::new()
-            .layer(GrpcTraceLayer)
-            .layer(AuthLayer::new(keys, &internal_services));
+        let layers =
+            ServiceBuilder::new().layer(GrpcTraceLayer).layer(AuthLayer::new(keys, &internal_services));
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         tracing::info!(%local_addr, services = ?service_names, "serving");
 
@@ -181,13 +165,9 @@ impl Server {
             let names = service_names.clone();
             async move {
                 shutdown.cancelled().await;
-                health
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
+                health.set_service_status("", ServingStatus::NotServing).await;
                 for name in &names {
-                    health
-                        .set_service_status(name, ServingStatus::NotServing)
-                        .await;
+                    health.set_service_status(name, ServingStatus::NotServing).await;
                 }
                 tracing::info!(%local_addr, "stopped accepting; draining in-flight calls");
             }
@@ -223,11 +203,7 @@ fn reflection(service_names: &[&'static str]) -> tonic_reflection::server::Build
     builder
 }
 
-async fn follow_readiness(
-    health: HealthReporter,
-    check: ReadinessCheck,
-    shutdown: CancellationToken,
-) {
+async fn follow_readiness(health: HealthReporter, check: ReadinessCheck, shutdown: CancellationToken) {
     let mut ready = true;
     loop {
         tokio::select! {
@@ -240,11 +216,7 @@ async fn follow_readiness(
         }
         if now_ready != ready {
             ready = now_ready;
-            let status = if ready {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
+            let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
             tracing::warn!(ready, "readiness changed");
             health.set_service_status("", status).await;
         }

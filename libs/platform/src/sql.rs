@@ -16,10 +16,7 @@ pub struct SqlBuilder {
 
 impl SqlBuilder {
     pub fn new(sql: &'static str) -> Self {
-        SqlBuilder {
-            sql: sql.to_owned(),
-            ..Default::default()
-        }
+        SqlBuilder { sql: sql.to_owned(), ..Default::default() }
     }
 
     /// Appends literal SQL (only ever `'static` text written in this codebase).
@@ -110,9 +107,6 @@ mod tests {
         q.bind("acct_a".to_owned())
             .filter(" AND customer = ", "cus_1".to_owned())
             .in_list(" AND status IN ", ["a".to_owned(), "b".to_owned()]);
-        assert_eq!(
-            q.sql(),
-            "SELECT * FROM t WHERE account_id = $1 AND customer = $2 AND status IN ($3, $4)"
-        );
+        assert_eq!(q.sql(), "SELECT * FROM t WHERE account_id = $1 AND customer = $2 AND status IN ($3, $4)");
     }
 }

@@ -61,18 +61,10 @@ impl Foundation {
         let keys = config.api_keys()?;
         let db = Db::connect(config.database_url.expose_secret(), &config.pool_settings()).await?;
         db.migrate(migrations).await?;
-        tracing::info!(
-            service = name,
-            backend = db.backend().name(),
-            "database ready"
-        );
+        tracing::info!(service = name, backend = db.backend().name(), "database ready");
 
         let hub = EventHub::new();
-        tokio::spawn(outbox::run_sequencer(
-            db.clone(),
-            hub.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(outbox::run_sequencer(db.clone(), hub.clone(), shutdown.clone()));
         tokio::spawn(housekeeping(db.clone(), shutdown.clone()));
 
         let readiness_db = db.clone();
@@ -86,15 +78,7 @@ impl Foundation {
                 hub.clone(),
                 shutdown.clone(),
             )));
-        Ok(Foundation {
-            name,
-            server,
-            keys,
-            db,
-            hub,
-            shutdown,
-            grace: config.shutdown_grace(),
-        })
+        Ok(Foundation { name, server, keys, db, hub, shutdown, grace: config.shutdown_grace() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -155,10 +139,7 @@ impl Foundation {
 
     /// Serves until shutdown, drains, then closes the database pool.
     pub async fn serve(self) -> Result<(), ServerError> {
-        let result = self
-            .server
-            .serve(self.keys, self.shutdown.clone(), self.grace)
-            .await;
+        let result = self.server.serve(self.keys, self.shutdown.clone(), self.grace).await;
         self.shutdown.cancel();
         self.db.close().await;
         tracing::info!(service = self.name, "stopped");

@@ -64,11 +64,7 @@ pub enum TelemetryError {
 
 /// Installs the global subscriber and propagator. `service_name` becomes the OTel `service.name`
 /// unless `OTEL_SERVICE_NAME` overrides it. Call once per process, inside a Tokio runtime.
-pub fn init(
-    service_name: &str,
-    sink: LogSink,
-    format: LogFormat,
-) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(service_name: &str, sink: LogSink, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
@@ -87,16 +83,11 @@ pub fn init(
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let result = match (sink, format) {
         (LogSink::Discard, _) => registry.try_init(),
-        (LogSink::Stdout, LogFormat::Text) => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .try_init(),
+        (LogSink::Stdout, LogFormat::Text) => {
+            registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()
+        }
         (LogSink::Stdout, LogFormat::Json) => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true),
-            )
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true))
             .try_init(),
     };
     result.map_err(TelemetryError::AlreadyInstalled)?;
@@ -107,18 +98,12 @@ pub fn init(
 pub fn init_for_tests() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let sink = if std::env::var_os("TEST_LOG").is_some() {
-            LogSink::Stdout
-        } else {
-            LogSink::Discard
-        };
+        let sink = if std::env::var_os("TEST_LOG").is_some() { LogSink::Stdout } else { LogSink::Discard };
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         let registry = tracing_subscriber::registry().with(filter);
         let _ = match sink {
-            LogSink::Stdout => registry
-                .with(tracing_subscriber::fmt::layer().with_test_writer())
-                .try_init(),
+            LogSink::Stdout => registry.with(tracing_subscriber::fmt::layer().with_test_writer()).try_init(),
             LogSink::Discard => registry.try_init(),
         };
     });
@@ -126,23 +111,15 @@ pub fn init_for_tests() {
 
 fn tracer_provider(service_name: &str) -> Result<SdkTracerProvider, TelemetryError> {
     // The endpoint, headers and timeout come from the standard OTEL_EXPORTER_OTLP_* variables.
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-        .map_err(TelemetryError::Exporter)?;
+    let exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_tonic().build().map_err(TelemetryError::Exporter)?;
     let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service_name.to_owned());
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(name)
         .with_attribute(opentelemetry::KeyValue::new("service.namespace", "settle"))
-        .with_attribute(opentelemetry::KeyValue::new(
-            "service.version",
-            env!("CARGO_PKG_VERSION"),
-        ))
+        .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
+    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
 }
 
 /// The W3C `traceparent` of the current span, if tracing is exporting.
@@ -184,10 +161,9 @@ pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value))
+        {
             self.0.insert(name, value);
         }
     }
@@ -218,9 +194,7 @@ pub fn current_trace_id() -> Option<String> {
     let context = tracing::Span::current().context();
     let span = context.span();
     let span_context = span.span_context();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
 }
 
 #[cfg(test)]
@@ -246,10 +220,7 @@ mod tests {
             let span = tracing::info_span!("rpc");
             adopt_remote_parent(&span, &headers);
             let trace_id = span.in_scope(current_trace_id);
-            assert_eq!(
-                trace_id.as_deref(),
-                Some("4bf92f3577b34da6a3ce929d0e0e4736")
-            );
+            assert_eq!(trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         });
     }
 
@@ -262,21 +233,10 @@ mod tests {
             adopt_remote_parent(&span, &incoming);
             let mut outgoing = http::HeaderMap::new();
             span.in_scope(|| inject_current_context(&mut outgoing));
-            let sent = outgoing
-                .get("traceparent")
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned();
-            assert!(
-                sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
-                "{sent}"
-            );
+            let sent = outgoing.get("traceparent").unwrap().to_str().unwrap().to_owned();
+            assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{sent}");
             assert_ne!(sent, TRACEPARENT, "the child span is the new parent");
-            assert_eq!(
-                span.in_scope(current_traceparent).as_deref(),
-                Some(sent.as_str())
-            );
+            assert_eq!(span.in_scope(current_traceparent).as_deref(), Some(sent.as_str()));
         });
     }
 

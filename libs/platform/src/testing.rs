@@ -55,10 +55,7 @@ impl TestDatabase {
                 return None;
             }
         };
-        let name = IdPrefix::Request
-            .generate()
-            .replace("req_", "settle_test_")
-            .to_ascii_lowercase();
+        let name = IdPrefix::Request.generate().replace("req_", "settle_test_").to_ascii_lowercase();
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL for tests: {e}"));
@@ -84,14 +81,7 @@ impl TestDatabase {
 
     /// A pool on this database with the platform's and `migrations`' tables applied.
     pub async fn connect(&self, migrations: &[&Migrations]) -> Result<Db, DbError> {
-        let db = Db::connect(
-            &self.url,
-            &PoolSettings {
-                max_connections: 8,
-                ..Default::default()
-            },
-        )
-        .await?;
+        let db = Db::connect(&self.url, &PoolSettings { max_connections: 8, ..Default::default() }).await?;
         db.migrate(migrations).await?;
         Ok(db)
     }
@@ -104,9 +94,7 @@ fn with_database(url: &str, database: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
+    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
     let mut out = format!("{}/{database}", &base[..path_start]);
     if let Some(query) = query {
         out.push('?');
@@ -129,10 +117,7 @@ impl Drop for TestDatabase {
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 // Drop runs inside the test's runtime; a separate thread with its own runtime can block.
                 let dropped = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .ok()?;
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                     runtime.block_on(async {
                         let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
                         admin
@@ -190,10 +175,7 @@ mod tests {
 
     #[test]
     fn replaces_the_database_name() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/test", "x"),
-            "postgres://u@h:5432/x"
-        );
+        assert_eq!(with_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
         assert_eq!(
             with_database("postgres://u@h/test?sslmode=disable", "x"),
             "postgres://u@h/x?sslmode=disable"

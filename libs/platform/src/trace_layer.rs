@@ -87,10 +87,7 @@ where
         span.record("request_id", &*request_id);
         request.extensions_mut().insert(RequestId(request_id));
         let inner = span.in_scope(|| self.inner.call(request));
-        TracedFuture {
-            inner,
-            span: Some(span),
-        }
+        TracedFuture { inner, span: Some(span) }
     }
 }
 

@@ -62,10 +62,7 @@ pub fn max_len(field: &str, value: Option<&str>, max: usize) -> Result<(), ApiEr
 /// An upstream customer id (`cus_…`); settle does not own customers, so only the shape is checked.
 pub fn customer_id(field: &str, value: &str) -> Result<(), ApiError> {
     let body = value.strip_prefix("cus_").unwrap_or_default();
-    if body.is_empty()
-        || body.len() > 64
-        || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    if body.is_empty() || body.len() > 64 || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(ApiError::invalid_param(
             field,
             ErrorReason::ParameterInvalid,
@@ -80,10 +77,7 @@ pub fn email(field: &str, value: &str) -> Result<(), ApiError> {
     let plausible = value.len() <= 800
         && !value.contains(char::is_whitespace)
         && value.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         });
     if plausible {
         Ok(())
@@ -100,16 +94,10 @@ pub fn email(field: &str, value: &str) -> Result<(), ApiError> {
 /// `< > \ ' " *`.
 pub fn statement_descriptor(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let invalid = |why: &str| {
-        ApiError::invalid_param(
-            field,
-            ErrorReason::ParameterInvalid,
-            format!("Invalid {field}: {why}"),
-        )
+        ApiError::invalid_param(field, ErrorReason::ParameterInvalid, format!("Invalid {field}: {why}"))
     };
     if value.chars().count() > max {
-        return Err(invalid(&format!(
-            "it must be at most {max} characters long"
-        )));
+        return Err(invalid(&format!("it must be at most {max} characters long")));
     }
     if !value.chars().any(char::is_alphabetic) {
         return Err(invalid("it must contain at least one letter"));
@@ -173,11 +161,8 @@ mod tests {
     #[test]
     fn merge_sets_and_removes() {
         let mut current: BTreeMap<_, _> = [("a".to_owned(), "1".to_owned())].into();
-        let update: BTreeMap<_, _> = [
-            ("a".to_owned(), String::new()),
-            ("b".to_owned(), "2".to_owned()),
-        ]
-        .into();
+        let update: BTreeMap<_, _> =
+            [("a".to_owned(), String::new()), ("b".to_owned(), "2".to_owned())].into();
         merge_metadata(&mut current, &update);
         assert_eq!(current, [("b".to_owned(), "2".to_owned())].into());
     }

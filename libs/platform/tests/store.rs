@@ -27,9 +27,7 @@ const METHOD: &str = "/settle.test.v1.WidgetService/CreateWidget";
 
 /// The request and response messages of the tests' pretend `CreateWidget`.
 fn request(name: &str) -> GetEventRequest {
-    GetEventRequest {
-        id: name.to_owned(),
-    }
+    GetEventRequest { id: name.to_owned() }
 }
 
 fn ctx(account: &str, key: Option<&str>) -> RequestContext {
@@ -41,10 +39,7 @@ fn ctx(account: &str, key: Option<&str>) -> RequestContext {
 }
 
 async fn connect(database: &TestDatabase) -> Db {
-    database
-        .connect(&[&MIGRATIONS])
-        .await
-        .expect("migrated test database")
+    database.connect(&[&MIGRATIONS]).await.expect("migrated test database")
 }
 
 /// The pretend handler: claim, insert a widget, record the response, commit.
@@ -54,18 +49,13 @@ async fn create_widget(
     name: &str,
 ) -> Result<String, settle_platform::ApiError> {
     let mut tx = db.begin().await?;
-    let pending = match idempotency::claim::<GetEventRequest>(
-        &mut tx,
-        db.backend(),
-        ctx,
-        METHOD,
-        &request(name),
-    )
-    .await?
-    {
-        Claim::Replay(response) => return Ok(response.id),
-        Claim::Fresh(pending) => pending,
-    };
+    let pending =
+        match idempotency::claim::<GetEventRequest>(&mut tx, db.backend(), ctx, METHOD, &request(name))
+            .await?
+        {
+            Claim::Replay(response) => return Ok(response.id),
+            Claim::Fresh(pending) => pending,
+        };
     let id = IdPrefix::Invoice.generate();
     sqlx::query("INSERT INTO widgets (id, account_id, name) VALUES ($1, $2, $3)")
         .bind(id.as_str())
@@ -73,18 +63,13 @@ async fn create_widget(
         .bind(name)
         .execute(&mut *tx)
         .await?;
-    pending
-        .record(&mut tx, &GetEventRequest { id: id.clone() })
-        .await?;
+    pending.record(&mut tx, &GetEventRequest { id: id.clone() }).await?;
     tx.commit().await?;
     Ok(id)
 }
 
 async fn widget_count(db: &Db) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM widgets")
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
+    sqlx::query_scalar("SELECT COUNT(*) FROM widgets").fetch_one(db.pool()).await.unwrap()
 }
 
 backend_tests! {
@@ -208,34 +193,15 @@ async fn outbox_sequence_follows_commit_order_not_insert_order() {
         return;
     };
     let db = connect(&database).await;
-    let origin = EventOrigin {
-        account: "acct_a".into(),
-        ..Default::default()
-    };
+    let origin = EventOrigin { account: "acct_a".into(), ..Default::default() };
     let mut early = db.begin().await.unwrap();
-    outbox::append(
-        &mut early,
-        db.backend(),
-        &origin,
-        "widget.created",
-        "wid_early",
-        &request("early"),
-        None,
-    )
-    .await
-    .unwrap();
+    outbox::append(&mut early, db.backend(), &origin, "widget.created", "wid_early", &request("early"), None)
+        .await
+        .unwrap();
     let mut late = db.begin().await.unwrap();
-    outbox::append(
-        &mut late,
-        db.backend(),
-        &origin,
-        "widget.created",
-        "wid_late",
-        &request("late"),
-        None,
-    )
-    .await
-    .unwrap();
+    outbox::append(&mut late, db.backend(), &origin, "widget.created", "wid_late", &request("late"), None)
+        .await
+        .unwrap();
     late.commit().await.unwrap();
     outbox::sequence_batch(&db).await.unwrap();
     early.commit().await.unwrap();
@@ -257,24 +223,16 @@ async fn a_key_in_flight_is_reported_in_use() {
     let db = connect(&database).await;
     let context = ctx("acct_a", Some("slow"));
     let mut first = db.begin().await.unwrap();
-    let claim = idempotency::claim::<GetEventRequest>(
-        &mut first,
-        db.backend(),
-        &context,
-        METHOD,
-        &request("w"),
-    )
-    .await
-    .unwrap();
+    let claim =
+        idempotency::claim::<GetEventRequest>(&mut first, db.backend(), &context, METHOD, &request("w"))
+            .await
+            .unwrap();
     assert!(matches!(claim, Claim::Fresh(_)));
     let error = create_widget(&db, &context, "w").await.unwrap_err();
     assert_eq!(error.code, Code::Aborted);
     assert_eq!(error.reason_code(), "idempotency_key_in_use");
     first.rollback().await.unwrap();
-    assert!(
-        create_widget(&db, &context, "w").await.is_ok(),
-        "usable once the first gave up"
-    );
+    assert!(create_widget(&db, &context, "w").await.is_ok(), "usable once the first gave up");
 }
 
 #[test]

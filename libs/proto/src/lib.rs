@@ -4,8 +4,7 @@
 //! messages and its `*_server` / `*_client` modules. [`FILE_DESCRIPTOR_SET`] feeds server reflection.
 
 /// The encoded `FileDescriptorSet` of every settle package, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/settle_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/settle_descriptor.bin"));
 
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
 mod generated {

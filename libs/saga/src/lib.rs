@@ -39,17 +39,12 @@ pub fn saga_id_for(account: &str, idempotency_key: Option<&str>) -> String {
     match idempotency_key {
         None => settle_platform::ids::IdPrefix::Saga.generate(),
         Some(key) => {
-            let digest = Sha256::new()
-                .chain_update(account)
-                .chain_update([0u8])
-                .chain_update(key)
-                .finalize();
+            let digest = Sha256::new().chain_update(account).chain_update([0u8]).chain_update(key).finalize();
             let mut value = 0u128;
             for byte in &digest[..16] {
                 value = (value << 8) | u128::from(*byte);
             }
-            const ALPHABET: &[u8; 62] =
-                b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+            const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
             let mut body = [b'0'; 22];
             for digit in body.iter_mut().rev() {
                 *digit = ALPHABET[(value % 62) as usize];

@@ -32,19 +32,10 @@ pub trait SagaKind: Send + Sync + 'static {
 pub enum Transition {
     /// A remote step is done; carry on with `step`. Nothing is persisted: after a crash the saga
     /// repeats this step, which is idempotent.
-    Next {
-        step: &'static str,
-        data: Vec<u8>,
-        state: SagaState,
-    },
+    Next { step: &'static str, data: Vec<u8>, state: SagaState },
     /// A local step committed its effect together with the saga's move to `step` (and, when the
     /// step decided the operation's answer, its encoded `result`).
-    Committed {
-        step: &'static str,
-        data: Vec<u8>,
-        state: SagaState,
-        result: Option<Vec<u8>>,
-    },
+    Committed { step: &'static str, data: Vec<u8>, state: SagaState, result: Option<Vec<u8>> },
     /// The saga is over.
     Finished(Ending),
 }
@@ -136,28 +127,18 @@ struct Inner {
 
 impl std::fmt::Debug for SagaRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SagaRunner")
-            .field("holder", &self.inner.holder)
-            .finish()
+        f.debug_struct("SagaRunner").field("holder", &self.inner.holder).finish()
     }
 }
 
 impl SagaRunner {
     /// A runner for `kinds`, identifying this replica as `instance` in leases.
-    pub fn new(
-        db: Db,
-        instance: &str,
-        settings: RunnerSettings,
-        kinds: Vec<Arc<dyn SagaKind>>,
-    ) -> Self {
+    pub fn new(db: Db, instance: &str, settings: RunnerSettings, kinds: Vec<Arc<dyn SagaKind>>) -> Self {
         let (completions, queue) = mpsc::channel(4096);
         // The holder is unique per process start, so a restarted replica never mistakes an old
         // lease for its own.
-        let holder: Arc<str> = format!(
-            "{instance}/{}",
-            settle_platform::ids::IdPrefix::Request.generate()
-        )
-        .into();
+        let holder: Arc<str> =
+            format!("{instance}/{}", settle_platform::ids::IdPrefix::Request.generate()).into();
         SagaRunner {
             inner: Arc::new(Inner {
                 db,
@@ -214,12 +195,7 @@ impl SagaRunner {
                     saga.state = state;
                     failures = 0;
                 }
-                Ok(Transition::Committed {
-                    step,
-                    data,
-                    state,
-                    result,
-                }) => {
+                Ok(Transition::Committed { step, data, state, result }) => {
                     saga.step = step.to_owned();
                     saga.data = data;
                     saga.state = state;
@@ -241,9 +217,7 @@ impl SagaRunner {
                     return Outcome::Succeeded(saga);
                 }
                 Ok(Transition::Finished(Ending::Failed(failure))) => {
-                    match store::finish_failed(&inner.db, &fence, &saga.step, &saga.data, &failure)
-                        .await
-                    {
+                    match store::finish_failed(&inner.db, &fence, &saga.step, &saga.data, &failure).await {
                         Ok(true) => {}
                         Ok(false) => return Outcome::LostLease,
                         Err(error) => {
@@ -270,10 +244,8 @@ impl SagaRunner {
                     let attempts = u32::try_from(saga.attempts.max(0)).unwrap_or(0) + 1;
                     let delay = inner.settings.backoff.delay(attempts);
                     let due = now_millis() + i64::try_from(delay.as_millis()).unwrap_or(0);
-                    match store::postpone(
-                        &inner.db, &fence, &saga.step, &saga.data, saga.state, due, &error,
-                    )
-                    .await
+                    match store::postpone(&inner.db, &fence, &saga.step, &saga.data, saga.state, due, &error)
+                        .await
                     {
                         Ok(true) => {}
                         Ok(false) => return Outcome::LostLease,
@@ -292,19 +264,9 @@ impl SagaRunner {
     /// Starts the recovery loop and the completion writer; both stop when `shutdown` is cancelled
     /// (the writer after recording what is queued). Await the handle to know they have.
     pub fn spawn_background(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let queue = self
-            .inner
-            .completion_queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let writer = queue.map(|queue| {
-            tokio::spawn(write_completions(
-                self.inner.db.clone(),
-                queue,
-                shutdown.clone(),
-            ))
-        });
+        let queue = self.inner.completion_queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let writer = queue
+            .map(|queue| tokio::spawn(write_completions(self.inner.db.clone(), queue, shutdown.clone())));
         let runner = self.clone();
         tokio::spawn(async move {
             runner.recover_until(shutdown).await;
@@ -317,9 +279,7 @@ impl SagaRunner {
     /// Claims and drives sagas whose lease expired, until shutdown.
     async fn recover_until(&self, shutdown: CancellationToken) {
         let settings = &self.inner.settings;
-        let permits = Arc::new(Semaphore::new(
-            usize::try_from(settings.recovery_batch).unwrap_or(32),
-        ));
+        let permits = Arc::new(Semaphore::new(usize::try_from(settings.recovery_batch).unwrap_or(32)));
         loop {
             let claimed = match self.recover_once(&permits).await {
                 Ok(n) => n,
@@ -348,8 +308,7 @@ impl SagaRunner {
         if free == 0 {
             return Ok(0);
         }
-        let claimed =
-            store::claim_due(&self.inner.db, &self.inner.holder, self.lease_until(), free).await?;
+        let claimed = store::claim_due(&self.inner.db, &self.inner.holder, self.lease_until(), free).await?;
         let count = claimed.len();
         for saga in claimed {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -395,8 +354,7 @@ fn link_to_origin(span: &tracing::Span, traceparent: Option<&str>) {
     };
     let mut carrier = HashMap::new();
     carrier.insert("traceparent".to_owned(), traceparent.to_owned());
-    let origin =
-        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    let origin = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
     let span_context = origin.span().span_context().clone();
     if span_context.is_valid() {
         span.add_link(span_context);

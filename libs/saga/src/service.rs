@@ -31,10 +31,7 @@ fn kind_to_pb(kind: &str) -> pb::SagaKind {
 }
 
 fn kind_from_pb(kind: pb::SagaKind) -> Option<String> {
-    kind.as_str_name()
-        .strip_prefix("SAGA_KIND_")
-        .filter(|k| *k != "UNSPECIFIED")
-        .map(str::to_ascii_lowercase)
+    kind.as_str_name().strip_prefix("SAGA_KIND_").filter(|k| *k != "UNSPECIFIED").map(str::to_ascii_lowercase)
 }
 
 fn state_to_pb(state: SagaState) -> pb::SagaState {
@@ -66,16 +63,11 @@ pub fn render(saga: &Saga) -> pb::Saga {
         state: state_to_pb(saga.state) as i32,
         step: saga.step.clone(),
         attempts: saga.attempts,
-        last_error: saga.last_error.clone().or_else(|| {
-            saga.failure
-                .as_ref()
-                .map(|f| format!("{}: {}", f.reason, f.message))
-        }),
-        lease_holder: if live {
-            saga.lease_holder.clone()
-        } else {
-            None
-        },
+        last_error: saga
+            .last_error
+            .clone()
+            .or_else(|| saga.failure.as_ref().map(|f| format!("{}: {}", f.reason, f.message))),
+        lease_holder: if live { saga.lease_holder.clone() } else { None },
         lease_expires_at: live.then_some(saga.lease_expires_at / 1000),
         subjects: saga.subjects.clone().into_iter().collect(),
         idempotency_key: saga.idempotency_key.clone(),
@@ -87,20 +79,15 @@ pub fn render(saga: &Saga) -> pb::Saga {
 
 #[tonic::async_trait]
 impl SagaService for SagaLogService {
-    async fn get_saga(
-        &self,
-        request: Request<pb::GetSagaRequest>,
-    ) -> Result<Response<pb::Saga>, Status> {
+    async fn get_saga(&self, request: Request<pb::GetSagaRequest>) -> Result<Response<pb::Saga>, Status> {
         let ctx = RequestContext::of(&request)?;
         let id = request.into_inner().id;
         let not_found = || ApiError::not_found(IdPrefix::Saga, &id, "id");
         if !IdPrefix::Saga.matches(&id) {
             return Err(not_found().into());
         }
-        let saga = store::get(&self.db, ctx.account(), &id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(not_found)?;
+        let saga =
+            store::get(&self.db, ctx.account(), &id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
         Ok(Response::new(render(&saga)))
     }
 
@@ -111,11 +98,7 @@ impl SagaService for SagaLogService {
         let ctx = RequestContext::of(&request)?;
         let params = request.into_inner();
         let invalid = |field: &str| {
-            ApiError::invalid_param(
-                field,
-                ErrorReason::ParameterInvalid,
-                format!("Invalid {field}."),
-            )
+            ApiError::invalid_param(field, ErrorReason::ParameterInvalid, format!("Invalid {field}."))
         };
         let state = match params.state {
             None => None,
@@ -129,10 +112,7 @@ impl SagaService for SagaLogService {
         let kind = match params.kind {
             None => None,
             Some(value) => Some(
-                pb::SagaKind::try_from(value)
-                    .ok()
-                    .and_then(kind_from_pb)
-                    .ok_or_else(|| invalid("kind"))?,
+                pb::SagaKind::try_from(value).ok().and_then(kind_from_pb).ok_or_else(|| invalid("kind"))?,
             ),
         };
         let page = PageRequest::parse(
@@ -141,15 +121,8 @@ impl SagaService for SagaLogService {
             params.ending_before.as_deref(),
             IdPrefix::Saga,
         )?;
-        let filter = ListFilter {
-            state,
-            kind,
-            stuck: params.stuck,
-            created: params.created,
-        };
-        let page = store::list(&self.db, ctx.account(), &filter, &page)
-            .await
-            .map_err(ApiError::from)?;
+        let filter = ListFilter { state, kind, stuck: params.stuck, created: params.created };
+        let page = store::list(&self.db, ctx.account(), &filter, &page).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::ListSagasResponse {
             data: page.data.iter().map(render).collect(),
             has_more: page.has_more,
@@ -164,10 +137,7 @@ mod tests {
     #[test]
     fn kinds_map_to_the_proto_enum() {
         assert_eq!(kind_to_pb("attach_payment"), pb::SagaKind::AttachPayment);
-        assert_eq!(
-            kind_from_pb(pb::SagaKind::IssueCreditNote).as_deref(),
-            Some("issue_credit_note")
-        );
+        assert_eq!(kind_from_pb(pb::SagaKind::IssueCreditNote).as_deref(), Some("issue_credit_note"));
         assert_eq!(kind_to_pb("nonsense"), pb::SagaKind::Unspecified);
     }
 }

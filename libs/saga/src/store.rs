@@ -150,11 +150,7 @@ pub async fn insert(
         updated: now,
         completed_at: None,
     };
-    let fence = Fence {
-        saga_id: saga.id.clone(),
-        holder: holder.clone(),
-        version: 1,
-    };
+    let fence = Fence { saga_id: saga.id.clone(), holder: holder.clone(), version: 1 };
     Ok((record, fence))
 }
 
@@ -183,11 +179,7 @@ pub async fn advance(
     .bind(now_unix())
     .execute(&mut **tx)
     .await?;
-    if done.rows_affected() == 0 {
-        Err(AdvanceError::Fenced)
-    } else {
-        Ok(())
-    }
+    if done.rows_affected() == 0 { Err(AdvanceError::Fenced) } else { Ok(()) }
 }
 
 /// Ends sagas as succeeded, in one transaction. Sagas whose lease was taken over meanwhile are left
@@ -300,10 +292,7 @@ pub async fn claim_due(
         .await?;
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
-        let row: SagaRow = sqlx::query_as(select!("WHERE id = $1"))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row: SagaRow = sqlx::query_as(select!("WHERE id = $1")).bind(id).fetch_one(&mut *tx).await?;
         claimed.push(Saga::from(row));
     }
     tx.commit().await?;

@@ -14,8 +14,8 @@ use settle_platform::db::{Db, Migrations};
 use settle_platform::testing::TestDatabase;
 use settle_saga::store::{self, now_millis};
 use settle_saga::{
-    Ending, Fence, NewSaga, Outcome, RunnerSettings, Saga, SagaFailure, SagaKind, SagaRunner,
-    SagaState, StepFailure, Transition,
+    Ending, Fence, NewSaga, Outcome, RunnerSettings, Saga, SagaFailure, SagaKind, SagaRunner, SagaState,
+    StepFailure, Transition,
 };
 use sqlx::migrate::Migrator;
 use tokio::sync::Semaphore;
@@ -46,11 +46,7 @@ impl SagaKind for Demo {
                     self.failures.fetch_sub(1, Ordering::SeqCst);
                     return Err(StepFailure::Retry("peer unavailable".into()));
                 }
-                Ok(Transition::Next {
-                    step: "book",
-                    data: saga.data.clone(),
-                    state: SagaState::Running,
-                })
+                Ok(Transition::Next { step: "book", data: saga.data.clone(), state: SagaState::Running })
             }
             "book" => {
                 if saga.data == [1] {
@@ -60,25 +56,17 @@ impl SagaKind for Demo {
                         message: "no".into(),
                     })));
                 }
-                let mut tx = self
-                    .db
-                    .begin()
-                    .await
-                    .map_err(|e| StepFailure::Retry(e.to_string()))?;
-                sqlx::query("INSERT INTO ledger (saga_id, amount) VALUES ($1, 100) ON CONFLICT (saga_id) DO NOTHING")
-                    .bind(saga.id.as_str()).execute(&mut *tx).await.map_err(|e| StepFailure::Retry(e.to_string()))?;
-                store::advance(
-                    &mut tx,
-                    fence,
-                    "notify",
-                    &saga.data,
-                    SagaState::Running,
-                    Some(b"result"),
+                let mut tx = self.db.begin().await.map_err(|e| StepFailure::Retry(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO ledger (saga_id, amount) VALUES ($1, 100) ON CONFLICT (saga_id) DO NOTHING",
                 )
-                .await?;
-                tx.commit()
-                    .await
-                    .map_err(|e| StepFailure::Retry(e.to_string()))?;
+                .bind(saga.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StepFailure::Retry(e.to_string()))?;
+                store::advance(&mut tx, fence, "notify", &saga.data, SagaState::Running, Some(b"result"))
+                    .await?;
+                tx.commit().await.map_err(|e| StepFailure::Retry(e.to_string()))?;
                 Ok(Transition::Committed {
                     step: "notify",
                     data: saga.data.clone(),
@@ -108,15 +96,9 @@ fn settings() -> RunnerSettings {
 }
 
 async fn setup(database: &TestDatabase, failures: u32) -> (Db, Arc<Demo>, SagaRunner) {
-    let db = database
-        .connect(&[&settle_saga::MIGRATIONS, &LEDGER])
-        .await
-        .unwrap();
-    let demo = Arc::new(Demo {
-        db: db.clone(),
-        calls: AtomicU32::new(0),
-        failures: AtomicU32::new(failures),
-    });
+    let db = database.connect(&[&settle_saga::MIGRATIONS, &LEDGER]).await.unwrap();
+    let demo =
+        Arc::new(Demo { db: db.clone(), calls: AtomicU32::new(0), failures: AtomicU32::new(failures) });
     let runner = SagaRunner::new(db.clone(), "test", settings(), vec![demo.clone()]);
     (db, demo, runner)
 }
@@ -138,23 +120,14 @@ async fn record(
         idempotency_key: None,
     };
     let mut tx = runner.db().begin().await.unwrap();
-    let recorded = store::insert(
-        &mut tx,
-        &saga,
-        holder.unwrap_or(runner.holder()),
-        lease_until,
-    )
-    .await
-    .unwrap();
+    let recorded =
+        store::insert(&mut tx, &saga, holder.unwrap_or(runner.holder()), lease_until).await.unwrap();
     tx.commit().await.unwrap();
     recorded
 }
 
 async fn ledger_rows(db: &Db) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM ledger")
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
+    sqlx::query_scalar("SELECT COUNT(*) FROM ledger").fetch_one(db.pool()).await.unwrap()
 }
 
 backend_tests! {

@@ -75,11 +75,7 @@ where
             eprintln!("test server failed: {error}");
         }
     });
-    RunningServer {
-        addr,
-        shutdown,
-        task: Some(task),
-    }
+    RunningServer { addr, shutdown, task: Some(task) }
 }
 
 impl RunningServer {
@@ -110,9 +106,7 @@ impl Drop for RunningServer {
 /// A lazily connected channel to `addr`.
 pub fn channel(addr: SocketAddr) -> Channel {
     match Endpoint::from_shared(format!("http://{addr}")) {
-        Ok(endpoint) => endpoint
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy(),
+        Ok(endpoint) => endpoint.connect_timeout(Duration::from_secs(5)).connect_lazy(),
         Err(error) => panic!("invalid test address {addr}: {error}"),
     }
 }
@@ -127,9 +121,7 @@ pub fn idempotent<T>(message: T, idempotency_key: &str) -> Request<T> {
     let mut request = authorized(message);
     request.metadata_mut().insert(
         "idempotency-key",
-        idempotency_key
-            .parse()
-            .unwrap_or_else(|_| panic!("invalid idempotency key {idempotency_key:?}")),
+        idempotency_key.parse().unwrap_or_else(|_| panic!("invalid idempotency key {idempotency_key:?}")),
     );
     request
 }
@@ -139,9 +131,7 @@ pub fn internal<T>(message: T, account: &str) -> Request<T> {
     let mut request = with_key(message, INTERNAL_KEY);
     request.metadata_mut().insert(
         settle_platform::auth::ACCOUNT_HEADER,
-        account
-            .parse()
-            .unwrap_or_else(|_| panic!("invalid account {account:?}")),
+        account.parse().unwrap_or_else(|_| panic!("invalid account {account:?}")),
     );
     request
 }
@@ -151,9 +141,7 @@ pub fn with_key<T>(message: T, key: &str) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
-        format!("Bearer {key}")
-            .parse()
-            .unwrap_or_else(|_| panic!("invalid key {key:?}")),
+        format!("Bearer {key}").parse().unwrap_or_else(|_| panic!("invalid key {key:?}")),
     );
     request
 }
@@ -161,10 +149,7 @@ pub fn with_key<T>(message: T, key: &str) -> Request<T> {
 /// The `ErrorInfo.reason` of a failed call (`resource_missing`, …), or "" when it has none.
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
-    status
-        .get_details_error_info()
-        .map(|info| info.reason)
-        .unwrap_or_default()
+    status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
 }
 
 /// The fields named by a failed call's `BadRequest` violations.

@@ -38,10 +38,7 @@ impl AsRef<PlatformConfig> for CreditNotesConfig {
 /// Reads the configuration from the environment.
 pub fn load() -> Result<CreditNotesConfig, ConfigError> {
     Ok(CreditNotesConfig {
-        platform: config::load(PlatformDefaults::for_service(
-            "credit-notes",
-            crate::DEFAULT_PORT,
-        ))?,
+        platform: config::load(PlatformDefaults::for_service("credit-notes", crate::DEFAULT_PORT))?,
         peers: config::load(Peers::default())?,
     })
 }

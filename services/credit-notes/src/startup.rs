@@ -15,17 +15,9 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener, connects and migrates the database, and mounts the services.
-    pub async fn build(
-        config: CreditNotesConfig,
-        shutdown: CancellationToken,
-    ) -> Result<Self, StartupError> {
-        let foundation = Foundation::start(
-            "credit-notes",
-            &config.platform,
-            &[&crate::MIGRATIONS],
-            shutdown,
-        )
-        .await?;
+    pub async fn build(config: CreditNotesConfig, shutdown: CancellationToken) -> Result<Self, StartupError> {
+        let foundation =
+            Foundation::start("credit-notes", &config.platform, &[&crate::MIGRATIONS], shutdown).await?;
         Ok(Application { foundation })
     }
 

@@ -20,9 +20,7 @@ pub struct Peers {
 
 impl Default for Peers {
     fn default() -> Self {
-        Peers {
-            payments_url: "http://127.0.0.1:50052".to_owned(),
-        }
+        Peers { payments_url: "http://127.0.0.1:50052".to_owned() }
     }
 }
 
@@ -35,10 +33,7 @@ impl AsRef<PlatformConfig> for InvoicesConfig {
 /// Reads the configuration from the environment.
 pub fn load() -> Result<InvoicesConfig, ConfigError> {
     Ok(InvoicesConfig {
-        platform: config::load(PlatformDefaults::for_service(
-            "invoices",
-            crate::DEFAULT_PORT,
-        ))?,
+        platform: config::load(PlatformDefaults::for_service("invoices", crate::DEFAULT_PORT))?,
         peers: config::load(Peers::default())?,
     })
 }

@@ -54,11 +54,7 @@ pub fn set_status(doc: &mut pb::Invoice, status: InvoiceStatus) {
 pub fn amount_inputs(doc: &pb::Invoice) -> AmountInputs {
     let tax = |behavior: pb::TaxBehavior| {
         Amount::new(
-            doc.total_taxes
-                .iter()
-                .filter(|t| t.tax_behavior == behavior as i32)
-                .map(|t| t.amount)
-                .sum(),
+            doc.total_taxes.iter().filter(|t| t.tax_behavior == behavior as i32).map(|t| t.amount).sum(),
         )
     };
     let finalized = status_from_pb(doc.status).is_some_and(|s| s != InvoiceStatus::Draft);
@@ -98,26 +94,17 @@ pub fn apply_amounts(doc: &mut pb::Invoice, a: &InvoiceAmounts) {
 
 /// Recomputes every amount field from the document's inputs, writes them back and returns them.
 pub fn recompute(doc: &mut pb::Invoice) -> Result<InvoiceAmounts, ModelError> {
-    let computed =
-        amounts::compute(&amount_inputs(doc)).map_err(|source| ModelError::Overflow {
-            id: doc.id.clone(),
-            source,
-        })?;
+    let computed = amounts::compute(&amount_inputs(doc))
+        .map_err(|source| ModelError::Overflow { id: doc.id.clone(), source })?;
     apply_amounts(doc, &computed);
     Ok(computed)
 }
 
 /// Adds `delta` (negative to take away) to what paid invoice payments contributed, and recomputes.
-pub fn add_paid_by_payments(
-    doc: &mut pb::Invoice,
-    delta: Amount,
-) -> Result<InvoiceAmounts, ModelError> {
+pub fn add_paid_by_payments(doc: &mut pb::Invoice, delta: Amount) -> Result<InvoiceAmounts, ModelError> {
     doc.amount_paid = Amount::new(doc.amount_paid)
         .checked_add(delta)
-        .map_err(|source| ModelError::Overflow {
-            id: doc.id.clone(),
-            source,
-        })?
+        .map_err(|source| ModelError::Overflow { id: doc.id.clone(), source })?
         .get();
     recompute(doc)
 }
@@ -128,12 +115,8 @@ mod tests {
 
     #[test]
     fn recompute_round_trips_through_the_document() {
-        let mut doc = pb::Invoice {
-            id: "in_1".into(),
-            subtotal: 1_000,
-            starting_balance: -200,
-            ..Default::default()
-        };
+        let mut doc =
+            pb::Invoice { id: "in_1".into(), subtotal: 1_000, starting_balance: -200, ..Default::default() };
         set_status(&mut doc, InvoiceStatus::Open);
         let first = recompute(&mut doc).unwrap();
         assert_eq!((doc.amount_due, doc.ending_balance), (800, Some(0)));
@@ -145,12 +128,8 @@ mod tests {
 
     #[test]
     fn a_draft_shows_the_balance_without_applying_it() {
-        let mut doc = pb::Invoice {
-            id: "in_1".into(),
-            subtotal: 1_000,
-            starting_balance: -200,
-            ..Default::default()
-        };
+        let mut doc =
+            pb::Invoice { id: "in_1".into(), subtotal: 1_000, starting_balance: -200, ..Default::default() };
         set_status(&mut doc, InvoiceStatus::Draft);
         recompute(&mut doc).unwrap();
         assert_eq!((doc.amount_due, doc.ending_balance), (1_000, None));

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 
 use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
+use settle_proto::settle::invoices::v1::invoice_payment_service_server::InvoicePaymentServiceServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::InvoicesConfig;
+use crate::grpc::{AppState, InvoicePaymentsApi};
 
 /// A built invoices service, bound and migrated, ready to serve.
 pub struct Application {
@@ -15,17 +17,12 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener, connects and migrates the database, and mounts the services.
-    pub async fn build(
-        config: InvoicesConfig,
-        shutdown: CancellationToken,
-    ) -> Result<Self, StartupError> {
-        let foundation = Foundation::start(
-            "invoices",
-            &config.platform,
-            &[&crate::MIGRATIONS],
-            shutdown,
-        )
-        .await?;
+    pub async fn build(config: InvoicesConfig, shutdown: CancellationToken) -> Result<Self, StartupError> {
+        let foundation =
+            Foundation::start("invoices", &config.platform, &[&crate::MIGRATIONS], shutdown).await?;
+        let state = AppState { db: foundation.db().clone(), hub: foundation.hub().clone() };
+        let foundation =
+            foundation.add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state)));
         Ok(Application { foundation })
     }
 

@@ -1,6 +1,7 @@
 //! SQL for the invoices tables. Every function takes the account and the caller's executor or
 //! transaction, so one use case composes several writes and commits once.
 
+pub mod invoice_payments;
 pub mod invoices;
 
 use settle_platform::ApiError;
@@ -18,9 +19,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Database(error) => ApiError::from(error),
-            StoreError::Decode(error) => {
-                ApiError::internal("A stored object could not be read", &error)
-            }
+            StoreError::Decode(error) => ApiError::internal("A stored object could not be read", &error),
         }
     }
 }

@@ -5,8 +5,5 @@ use settle_platform::config::{self, ConfigError, PlatformConfig, PlatformDefault
 
 /// Reads the configuration from the environment.
 pub fn load() -> Result<PlatformConfig, ConfigError> {
-    config::load(PlatformDefaults::for_service(
-        "payments",
-        crate::DEFAULT_PORT,
-    ))
+    config::load(PlatformDefaults::for_service("payments", crate::DEFAULT_PORT))
 }

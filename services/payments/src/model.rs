@@ -10,9 +10,7 @@ use settle_money::{Amount, Currency};
 use settle_proto::common::v1::{ApiError as PbApiError, ApiErrorType};
 use settle_proto::settle::payments::v1 as pb;
 
-use crate::domain::payment_intent::{
-    CancellationReason, CaptureMethod, PaymentError, PaymentIntent, Status,
-};
+use crate::domain::payment_intent::{CancellationReason, CaptureMethod, PaymentError, PaymentIntent, Status};
 use crate::domain::payment_method::MethodType;
 
 /// A stored document that does not describe a valid intent (a bug or a damaged row).
@@ -65,9 +63,7 @@ pub fn capture_method_from_pb(value: i32) -> Option<CaptureMethod> {
     }
 }
 
-pub fn cancellation_reason_to_pb(
-    reason: CancellationReason,
-) -> pb::PaymentIntentCancellationReason {
+pub fn cancellation_reason_to_pb(reason: CancellationReason) -> pb::PaymentIntentCancellationReason {
     match reason {
         CancellationReason::Abandoned => pb::PaymentIntentCancellationReason::Abandoned,
         CancellationReason::Automatic => pb::PaymentIntentCancellationReason::Automatic,
@@ -75,29 +71,23 @@ pub fn cancellation_reason_to_pb(
         CancellationReason::Expired => pb::PaymentIntentCancellationReason::Expired,
         CancellationReason::FailedInvoice => pb::PaymentIntentCancellationReason::FailedInvoice,
         CancellationReason::Fraudulent => pb::PaymentIntentCancellationReason::Fraudulent,
-        CancellationReason::RequestedByCustomer => {
-            pb::PaymentIntentCancellationReason::RequestedByCustomer
-        }
+        CancellationReason::RequestedByCustomer => pb::PaymentIntentCancellationReason::RequestedByCustomer,
         CancellationReason::VoidInvoice => pb::PaymentIntentCancellationReason::VoidInvoice,
     }
 }
 
 pub fn cancellation_reason_from_pb(value: i32) -> Option<CancellationReason> {
-    Some(
-        match pb::PaymentIntentCancellationReason::try_from(value).ok()? {
-            pb::PaymentIntentCancellationReason::Unspecified => return None,
-            pb::PaymentIntentCancellationReason::Abandoned => CancellationReason::Abandoned,
-            pb::PaymentIntentCancellationReason::Automatic => CancellationReason::Automatic,
-            pb::PaymentIntentCancellationReason::Duplicate => CancellationReason::Duplicate,
-            pb::PaymentIntentCancellationReason::Expired => CancellationReason::Expired,
-            pb::PaymentIntentCancellationReason::FailedInvoice => CancellationReason::FailedInvoice,
-            pb::PaymentIntentCancellationReason::Fraudulent => CancellationReason::Fraudulent,
-            pb::PaymentIntentCancellationReason::RequestedByCustomer => {
-                CancellationReason::RequestedByCustomer
-            }
-            pb::PaymentIntentCancellationReason::VoidInvoice => CancellationReason::VoidInvoice,
-        },
-    )
+    Some(match pb::PaymentIntentCancellationReason::try_from(value).ok()? {
+        pb::PaymentIntentCancellationReason::Unspecified => return None,
+        pb::PaymentIntentCancellationReason::Abandoned => CancellationReason::Abandoned,
+        pb::PaymentIntentCancellationReason::Automatic => CancellationReason::Automatic,
+        pb::PaymentIntentCancellationReason::Duplicate => CancellationReason::Duplicate,
+        pb::PaymentIntentCancellationReason::Expired => CancellationReason::Expired,
+        pb::PaymentIntentCancellationReason::FailedInvoice => CancellationReason::FailedInvoice,
+        pb::PaymentIntentCancellationReason::Fraudulent => CancellationReason::Fraudulent,
+        pb::PaymentIntentCancellationReason::RequestedByCustomer => CancellationReason::RequestedByCustomer,
+        pb::PaymentIntentCancellationReason::VoidInvoice => CancellationReason::VoidInvoice,
+    })
 }
 
 pub fn method_type_from_pb(value: i32) -> Option<MethodType> {
@@ -115,10 +105,7 @@ fn error_to_pb(error: &PaymentError) -> PbApiError {
         message: Some(error.message.clone()),
         payment_method: error.payment_method.clone(),
         payment_method_type: error.payment_method_type.clone(),
-        doc_url: Some(format!(
-            "https://docs.stripe.com/error-codes/{}",
-            error.code.replace('_', "-")
-        )),
+        doc_url: Some(format!("https://docs.stripe.com/error-codes/{}", error.code.replace('_', "-"))),
         r#type: ApiErrorType::CardError as i32,
         ..Default::default()
     }
@@ -136,10 +123,7 @@ fn error_from_pb(error: &PbApiError) -> PaymentError {
 
 /// Reads the domain state out of a stored document.
 pub fn intent_from_document(doc: &pb::PaymentIntent) -> Result<PaymentIntent, CorruptDocument> {
-    let corrupt = |problem| CorruptDocument {
-        id: doc.id.clone(),
-        problem,
-    };
+    let corrupt = |problem| CorruptDocument { id: doc.id.clone(), problem };
     Ok(PaymentIntent {
         id: doc.id.clone(),
         amount: Amount::new(doc.amount),
@@ -156,9 +140,7 @@ pub fn intent_from_document(doc: &pb::PaymentIntent) -> Result<PaymentIntent, Co
             .iter()
             .map(|t| MethodType::parse(t).ok_or_else(|| corrupt("payment_method_types")))
             .collect::<Result<_, _>>()?,
-        cancellation_reason: doc
-            .cancellation_reason
-            .and_then(cancellation_reason_from_pb),
+        cancellation_reason: doc.cancellation_reason.and_then(cancellation_reason_from_pb),
         canceled_at: doc.canceled_at,
         last_payment_error: doc.last_payment_error.as_ref().map(error_from_pb),
         latest_charge: doc.latest_charge.clone(),
@@ -177,14 +159,8 @@ pub fn render_intent(intent: &PaymentIntent, doc: &mut pb::PaymentIntent) {
     doc.capture_method = capture_method_to_pb(intent.capture_method) as i32;
     doc.customer.clone_from(&intent.customer);
     doc.payment_method.clone_from(&intent.payment_method);
-    doc.payment_method_types = intent
-        .payment_method_types
-        .iter()
-        .map(|t| t.as_str().to_owned())
-        .collect();
-    doc.cancellation_reason = intent
-        .cancellation_reason
-        .map(|r| cancellation_reason_to_pb(r) as i32);
+    doc.payment_method_types = intent.payment_method_types.iter().map(|t| t.as_str().to_owned()).collect();
+    doc.cancellation_reason = intent.cancellation_reason.map(|r| cancellation_reason_to_pb(r) as i32);
     doc.canceled_at = intent.canceled_at;
     doc.last_payment_error = intent.last_payment_error.as_ref().map(error_to_pb);
     doc.latest_charge.clone_from(&intent.latest_charge);
@@ -213,10 +189,7 @@ mod tests {
         let mut doc = pb::PaymentIntent::default();
         render_intent(&intent, &mut doc);
         assert_eq!(intent_from_document(&doc).unwrap(), intent);
-        assert_eq!(
-            doc.last_payment_error.unwrap().r#type,
-            ApiErrorType::CardError as i32
-        );
+        assert_eq!(doc.last_payment_error.unwrap().r#type, ApiErrorType::CardError as i32);
     }
 
     #[test]

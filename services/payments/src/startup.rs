@@ -23,28 +23,16 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener, connects and migrates the database, and mounts the services.
-    pub async fn build(
-        config: PlatformConfig,
-        shutdown: CancellationToken,
-    ) -> Result<Self, StartupError> {
-        let foundation =
-            Foundation::start("payments", &config, &[&crate::MIGRATIONS], shutdown).await?;
+    pub async fn build(config: PlatformConfig, shutdown: CancellationToken) -> Result<Self, StartupError> {
+        let foundation = Foundation::start("payments", &config, &[&crate::MIGRATIONS], shutdown).await?;
         let state = AppState::new(foundation.db().clone(), foundation.hub().clone());
         let foundation = foundation
-            .add_service(PaymentIntentServiceServer::new(PaymentIntentsApi::new(
-                state.clone(),
-            )))
-            .add_service(PaymentRecordServiceServer::new(PaymentRecordsApi::new(
-                state.clone(),
-            )))
+            .add_service(PaymentIntentServiceServer::new(PaymentIntentsApi::new(state.clone())))
+            .add_service(PaymentRecordServiceServer::new(PaymentRecordsApi::new(state.clone())))
             .add_service(RefundServiceServer::new(RefundsApi::new(state.clone())))
-            .add_service(TestHelperServiceServer::new(TestHelpersApi::new(
-                state.clone(),
-            )))
+            .add_service(TestHelperServiceServer::new(TestHelpersApi::new(state.clone())))
             // Saga-facing: only settle's own services (the internal key) may call it.
-            .add_internal_service(PaymentAttachmentServiceServer::new(AttachmentsApi::new(
-                state,
-            )));
+            .add_internal_service(PaymentAttachmentServiceServer::new(AttachmentsApi::new(state)));
         Ok(Application { foundation })
     }
 

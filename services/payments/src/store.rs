@@ -21,9 +21,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Database(error) => ApiError::from(error),
-            StoreError::Decode(error) => {
-                ApiError::internal("A stored object could not be read", &error)
-            }
+            StoreError::Decode(error) => ApiError::internal("A stored object could not be read", &error),
         }
     }
 }

@@ -122,9 +122,7 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
     let invoices = settle_invoices::startup::Application::build(
         settle_invoices::config::InvoicesConfig {
             platform: l.service("invoices", l.invoices_port),
-            peers: settle_invoices::config::Peers {
-                payments_url: payments_url.clone(),
-            },
+            peers: settle_invoices::config::Peers { payments_url: payments_url.clone() },
         },
         shutdown.clone(),
     )
@@ -143,12 +141,7 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
     .await
     .map_err(start("credit-notes"))?;
 
-    print_banner(
-        l,
-        invoices.local_addr(),
-        payments.local_addr(),
-        credit_notes.local_addr(),
-    );
+    print_banner(l, invoices.local_addr(), payments.local_addr(), credit_notes.local_addr());
 
     let serve = |service: &'static str| move |source| LaunchError::Serve { service, source };
     let (i, p, c) = tokio::join!(
@@ -162,18 +155,9 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
     Ok(())
 }
 
-fn print_banner(
-    l: &Launcher,
-    invoices: SocketAddr,
-    payments: SocketAddr,
-    credit_notes: SocketAddr,
-) {
+fn print_banner(l: &Launcher, invoices: SocketAddr, payments: SocketAddr, credit_notes: SocketAddr) {
     let development = l.api_keys.is_none();
-    let key = if development {
-        DEV_API_KEY
-    } else {
-        "<one of SETTLE_API_KEYS>"
-    };
+    let key = if development { DEV_API_KEY } else { "<one of SETTLE_API_KEYS>" };
     println!();
     println!("settle is running (data in {}/):", l.data_dir.display());
     println!("  invoices      {invoices}");

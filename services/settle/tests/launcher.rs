@@ -42,10 +42,8 @@ async fn the_launcher_serves_all_three_services_and_stops_on_ctrl_c() {
         }
         lines
     });
-    let banner = tokio::time::timeout(Duration::from_secs(60), banner)
-        .await
-        .expect("banner within 60 s")
-        .unwrap();
+    let banner =
+        tokio::time::timeout(Duration::from_secs(60), banner).await.expect("banner within 60 s").unwrap();
     let address = |service: &str| -> String {
         let line = banner
             .iter()
@@ -53,27 +51,14 @@ async fn the_launcher_serves_all_three_services_and_stops_on_ctrl_c() {
             .unwrap_or_else(|| panic!("{service} in {banner:?}"));
         format!("http://{}", line.split_whitespace().last().unwrap())
     };
-    assert!(
-        banner.iter().any(|l| l.contains("sk_test_settle_dev")),
-        "prints the development key"
-    );
-    assert!(
-        banner.iter().any(|l| l.contains("grpcurl")),
-        "prints a grpcurl call"
-    );
+    assert!(banner.iter().any(|l| l.contains("sk_test_settle_dev")), "prints the development key");
+    assert!(banner.iter().any(|l| l.contains("grpcurl")), "prints a grpcurl call");
 
     for service in ["invoices", "payments", "credit-notes"] {
-        let channel = tonic::transport::Endpoint::from_shared(address(service))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let health = HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap();
+        let channel =
+            tonic::transport::Endpoint::from_shared(address(service)).unwrap().connect().await.unwrap();
+        let health =
+            HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.unwrap();
         assert_eq!(
             health.into_inner().status,
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
@@ -81,11 +66,8 @@ async fn the_launcher_serves_all_three_services_and_stops_on_ctrl_c() {
         );
     }
 
-    let channel = tonic::transport::Endpoint::from_shared(address("payments"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(address("payments")).unwrap().connect().await.unwrap();
     let mut request = tonic::Request::new(pb::CreatePaymentIntentRequest {
         amount: 2_000,
         currency: "usd".into(),
@@ -94,15 +76,9 @@ async fn the_launcher_serves_all_three_services_and_stops_on_ctrl_c() {
         confirm: Some(true),
         ..Default::default()
     });
-    request.metadata_mut().insert(
-        "authorization",
-        "Bearer sk_test_settle_dev".parse().unwrap(),
-    );
-    let intent = PaymentIntentServiceClient::new(channel)
-        .create_payment_intent(request)
-        .await
-        .unwrap()
-        .into_inner();
+    request.metadata_mut().insert("authorization", "Bearer sk_test_settle_dev".parse().unwrap());
+    let intent =
+        PaymentIntentServiceClient::new(channel).create_payment_intent(request).await.unwrap().into_inner();
     assert!(intent.id.starts_with("pi_"));
 
     for db in ["invoices.db", "payments.db", "credit-notes.db"] {
@@ -111,17 +87,8 @@ async fn the_launcher_serves_all_three_services_and_stops_on_ctrl_c() {
 
     // Ctrl-C: drain and exit 0.
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exits cleanly: {status:?}");
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -75,9 +75,7 @@ pub fn compute(inputs: &AmountInputs) -> Result<InvoiceAmounts, AmountError> {
     let subtotal = Amount::checked_sum(inputs.lines.iter().map(|l| l.amount))?;
     let inclusive = Amount::checked_sum(inputs.lines.iter().map(|l| l.inclusive_tax))?;
     let exclusive = Amount::checked_sum(inputs.lines.iter().map(|l| l.exclusive_tax))?;
-    let total = subtotal
-        .checked_add(exclusive)?
-        .checked_add(inputs.shipping)?;
+    let total = subtotal.checked_add(exclusive)?.checked_add(inputs.shipping)?;
     let total_excluding_tax = total.checked_sub(exclusive)?.checked_sub(inclusive)?;
     let (ending_balance, applied_balance) = if inputs.balance_applied {
         let net = total.checked_add(inputs.starting_balance)?;
@@ -87,12 +85,8 @@ pub fn compute(inputs: &AmountInputs) -> Result<InvoiceAmounts, AmountError> {
         (None, Amount::ZERO)
     };
     let due_before_notes = total.checked_add(applied_balance)?.clamp_non_negative();
-    let amount_due = due_before_notes
-        .checked_sub(inputs.pre_payment_credit_notes)?
-        .clamp_non_negative();
-    let amount_paid = inputs
-        .paid_by_payments
-        .checked_add(inputs.paid_out_of_band)?;
+    let amount_due = due_before_notes.checked_sub(inputs.pre_payment_credit_notes)?.clamp_non_negative();
+    let amount_paid = inputs.paid_by_payments.checked_add(inputs.paid_out_of_band)?;
     Ok(InvoiceAmounts {
         subtotal,
         subtotal_excluding_tax: subtotal.checked_sub(inclusive)?,
@@ -130,10 +124,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn line(amount: i64) -> LineAmount {
-        LineAmount {
-            amount: Amount::new(amount),
-            ..Default::default()
-        }
+        LineAmount { amount: Amount::new(amount), ..Default::default() }
     }
 
     fn finalized(lines: &[i64], balance: i64) -> AmountInputs {
@@ -149,12 +140,7 @@ mod tests {
     fn a_simple_invoice() {
         let a = compute(&finalized(&[1_000, 500], 0)).unwrap();
         assert_eq!(
-            (
-                a.subtotal.get(),
-                a.total.get(),
-                a.amount_due.get(),
-                a.amount_remaining.get()
-            ),
+            (a.subtotal.get(), a.total.get(), a.amount_due.get(), a.amount_remaining.get()),
             (1_500, 1_500, 1_500, 1_500)
         );
         assert_eq!(a.ending_balance, Some(Amount::ZERO));
@@ -164,20 +150,12 @@ mod tests {
     fn a_credit_balance_is_used_up_to_the_total() {
         let a = compute(&finalized(&[1_000], -300)).unwrap();
         assert_eq!(
-            (
-                a.amount_due.get(),
-                a.applied_balance.get(),
-                a.ending_balance.map(Amount::get)
-            ),
+            (a.amount_due.get(), a.applied_balance.get(), a.ending_balance.map(Amount::get)),
             (700, -300, Some(0))
         );
         let big = compute(&finalized(&[1_000], -5_000)).unwrap();
         assert_eq!(
-            (
-                big.amount_due.get(),
-                big.applied_balance.get(),
-                big.ending_balance.map(Amount::get)
-            ),
+            (big.amount_due.get(), big.applied_balance.get(), big.ending_balance.map(Amount::get)),
             (0, -1_000, Some(-4_000))
         );
     }
@@ -185,18 +163,9 @@ mod tests {
     #[test]
     fn a_debit_balance_is_added_and_a_negative_total_becomes_credit() {
         let owed = compute(&finalized(&[1_000], 250)).unwrap();
-        assert_eq!(
-            (owed.amount_due.get(), owed.ending_balance.map(Amount::get)),
-            (1_250, Some(0))
-        );
+        assert_eq!((owed.amount_due.get(), owed.ending_balance.map(Amount::get)), (1_250, Some(0)));
         let negative = compute(&finalized(&[-400], 0)).unwrap();
-        assert_eq!(
-            (
-                negative.amount_due.get(),
-                negative.ending_balance.map(Amount::get)
-            ),
-            (0, Some(-400))
-        );
+        assert_eq!((negative.amount_due.get(), negative.ending_balance.map(Amount::get)), (0, Some(-400)));
     }
 
     #[test]
@@ -220,12 +189,7 @@ mod tests {
         };
         let a = compute(&inputs).unwrap();
         assert_eq!(
-            (
-                a.subtotal.get(),
-                a.subtotal_excluding_tax.get(),
-                a.total.get(),
-                a.total_excluding_tax.get()
-            ),
+            (a.subtotal.get(), a.subtotal_excluding_tax.get(), a.total.get(), a.total_excluding_tax.get()),
             (1_500, 1_400, 1_750, 1_600)
         );
         assert_eq!(a.amount_shipping.get(), 200);
@@ -236,19 +200,10 @@ mod tests {
         let mut inputs = finalized(&[1_000], 0);
         inputs.paid_by_payments = Amount::new(400);
         let partly = compute(&inputs).unwrap();
-        assert_eq!(
-            (
-                partly.amount_remaining.get(),
-                partly.prepayment_room().get()
-            ),
-            (600, 600)
-        );
+        assert_eq!((partly.amount_remaining.get(), partly.prepayment_room().get()), (600, 600));
         inputs.pre_payment_credit_notes = Amount::new(600);
         let settled = compute(&inputs).unwrap();
-        assert_eq!(
-            (settled.amount_due.get(), settled.amount_remaining.get()),
-            (400, 0)
-        );
+        assert_eq!((settled.amount_due.get(), settled.amount_remaining.get()), (400, 0));
         assert!(settled.is_settled());
         inputs.paid_by_payments = Amount::new(700);
         let over = compute(&inputs).unwrap();

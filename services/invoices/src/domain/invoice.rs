@@ -83,38 +83,23 @@ mod tests {
     use settle_money::Amount;
 
     fn amounts(remaining: i64) -> InvoiceAmounts {
-        InvoiceAmounts {
-            amount_remaining: Amount::new(remaining),
-            ..Default::default()
-        }
+        InvoiceAmounts { amount_remaining: Amount::new(remaining), ..Default::default() }
     }
 
     #[test]
     fn paying_everything_pays_the_invoice() {
-        assert_eq!(
-            settle(InvoiceStatus::Open, &amounts(0)),
-            (InvoiceStatus::Paid, Settlement::BecamePaid)
-        );
+        assert_eq!(settle(InvoiceStatus::Open, &amounts(0)), (InvoiceStatus::Paid, Settlement::BecamePaid));
         assert_eq!(
             settle(InvoiceStatus::Uncollectible, &amounts(0)),
             (InvoiceStatus::Paid, Settlement::BecamePaid)
         );
-        assert_eq!(
-            settle(InvoiceStatus::Open, &amounts(1)),
-            (InvoiceStatus::Open, Settlement::Unchanged)
-        );
+        assert_eq!(settle(InvoiceStatus::Open, &amounts(1)), (InvoiceStatus::Open, Settlement::Unchanged));
     }
 
     #[test]
     fn a_detached_payment_reopens_a_paid_invoice() {
-        assert_eq!(
-            settle(InvoiceStatus::Paid, &amounts(500)),
-            (InvoiceStatus::Open, Settlement::Reopened)
-        );
-        assert_eq!(
-            settle(InvoiceStatus::Paid, &amounts(0)),
-            (InvoiceStatus::Paid, Settlement::Unchanged)
-        );
+        assert_eq!(settle(InvoiceStatus::Paid, &amounts(500)), (InvoiceStatus::Open, Settlement::Reopened));
+        assert_eq!(settle(InvoiceStatus::Paid, &amounts(0)), (InvoiceStatus::Paid, Settlement::Unchanged));
     }
 
     #[test]
@@ -123,9 +108,7 @@ mod tests {
             assert_eq!(settle(status, &amounts(0)).1, Settlement::Unchanged);
             assert!(!status.takes_payments());
         }
-        assert!(
-            InvoiceStatus::Open.takes_payments() && InvoiceStatus::Uncollectible.takes_payments()
-        );
+        assert!(InvoiceStatus::Open.takes_payments() && InvoiceStatus::Uncollectible.takes_payments());
         assert!(!InvoiceStatus::Paid.takes_payments());
     }
 

@@ -14,9 +14,7 @@ struct DocumentRow {
 
 /// Decodes stored documents.
 pub(crate) fn decode_all(rows: Vec<Vec<u8>>) -> Result<Vec<pb::Invoice>, StoreError> {
-    rows.into_iter()
-        .map(|bytes| pb::Invoice::decode(bytes.as_slice()).map_err(StoreError::from))
-        .collect()
+    rows.into_iter().map(|bytes| pb::Invoice::decode(bytes.as_slice()).map_err(StoreError::from)).collect()
 }
 
 fn status_name(doc: &pb::Invoice) -> &'static str {
@@ -106,11 +104,7 @@ pub async fn delete(tx: &mut Tx, account: &str, id: &str) -> Result<(), StoreErr
 }
 
 /// Reads one invoice of the account.
-pub async fn find<'e, E>(
-    executor: E,
-    account: &str,
-    id: &str,
-) -> Result<Option<pb::Invoice>, StoreError>
+pub async fn find<'e, E>(executor: E, account: &str, id: &str) -> Result<Option<pb::Invoice>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -135,28 +129,19 @@ pub async fn find_for_update(
         "SELECT document FROM invoices WHERE account_id = $1 AND id = $2 FOR UPDATE",
         "SELECT document FROM invoices WHERE account_id = $1 AND id = $2",
     );
-    let row: Option<DocumentRow> = sqlx::query_as(sql)
-        .bind(account)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<DocumentRow> =
+        sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
     Ok(decode_all(row.into_iter().map(|r| r.document).collect())?.pop())
 }
 
 /// Reads invoices by id (any order), for rendering lists.
-pub async fn find_many(
-    db: &Db,
-    account: &str,
-    ids: &[String],
-) -> Result<Vec<pb::Invoice>, StoreError> {
+pub async fn find_many(db: &Db, account: &str, ids: &[String]) -> Result<Vec<pb::Invoice>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut query =
         settle_platform::sql::SqlBuilder::new("SELECT document FROM invoices WHERE account_id = ");
-    query
-        .bind(account.to_owned())
-        .in_list(" AND id IN ", ids.iter().cloned());
+    query.bind(account.to_owned()).in_list(" AND id IN ", ids.iter().cloned());
     let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
     decode_all(rows.into_iter().map(|r| r.document).collect())
 }

@@ -118,10 +118,7 @@ pub enum AttachmentError {
     )]
     NoCustomer { expected: String },
     #[error("The payment is in {actual}, the invoice in {expected}.")]
-    CurrencyMismatch {
-        expected: Currency,
-        actual: Currency,
-    },
+    CurrencyMismatch { expected: Currency, actual: Currency },
     #[error("The payment is {} and cannot pay an invoice.", .outcome.as_str())]
     CannotCount { outcome: PaymentOutcome },
     #[error("The payment is already attached to invoice {invoice}.")]
@@ -138,9 +135,7 @@ pub fn check_reservation(
 ) -> Result<(), AttachmentError> {
     match payment.customer.as_deref() {
         None => {
-            return Err(AttachmentError::NoCustomer {
-                expected: customer.to_owned(),
-            });
+            return Err(AttachmentError::NoCustomer { expected: customer.to_owned() });
         }
         Some(actual) if actual != customer => {
             return Err(AttachmentError::CustomerMismatch {
@@ -151,29 +146,19 @@ pub fn check_reservation(
         Some(_) => {}
     }
     if payment.currency != currency {
-        return Err(AttachmentError::CurrencyMismatch {
-            expected: currency,
-            actual: payment.currency,
-        });
+        return Err(AttachmentError::CurrencyMismatch { expected: currency, actual: payment.currency });
     }
     if !payment.outcome.can_count() {
-        return Err(AttachmentError::CannotCount {
-            outcome: payment.outcome,
-        });
+        return Err(AttachmentError::CannotCount { outcome: payment.outcome });
     }
     Ok(())
 }
 
 /// The status after a confirm: reserved → confirmed; confirmed stays; released is refused.
-pub fn confirm(
-    status: AttachmentStatus,
-    saga_id: &str,
-) -> Result<AttachmentStatus, AttachmentError> {
+pub fn confirm(status: AttachmentStatus, saga_id: &str) -> Result<AttachmentStatus, AttachmentError> {
     match status {
         AttachmentStatus::Reserved | AttachmentStatus::Confirmed => Ok(AttachmentStatus::Confirmed),
-        AttachmentStatus::Released => Err(AttachmentError::Released {
-            saga_id: saga_id.to_owned(),
-        }),
+        AttachmentStatus::Released => Err(AttachmentError::Released { saga_id: saga_id.to_owned() }),
     }
 }
 
@@ -201,11 +186,7 @@ mod tests {
             Err(AttachmentError::CustomerMismatch { .. })
         ));
         assert!(matches!(
-            check_reservation(
-                &snapshot(PaymentOutcome::Pending),
-                "cus_a",
-                Currency::parse("eur").unwrap()
-            ),
+            check_reservation(&snapshot(PaymentOutcome::Pending), "cus_a", Currency::parse("eur").unwrap()),
             Err(AttachmentError::CurrencyMismatch { .. })
         ));
         for outcome in [PaymentOutcome::Failed, PaymentOutcome::Canceled] {
@@ -224,24 +205,14 @@ mod tests {
 
     #[test]
     fn confirm_is_idempotent_and_refused_after_release() {
-        assert_eq!(
-            confirm(AttachmentStatus::Reserved, "s"),
-            Ok(AttachmentStatus::Confirmed)
-        );
-        assert_eq!(
-            confirm(AttachmentStatus::Confirmed, "s"),
-            Ok(AttachmentStatus::Confirmed)
-        );
+        assert_eq!(confirm(AttachmentStatus::Reserved, "s"), Ok(AttachmentStatus::Confirmed));
+        assert_eq!(confirm(AttachmentStatus::Confirmed, "s"), Ok(AttachmentStatus::Confirmed));
         assert!(confirm(AttachmentStatus::Released, "s").is_err());
     }
 
     #[test]
     fn names_round_trip() {
-        for s in [
-            AttachmentStatus::Reserved,
-            AttachmentStatus::Confirmed,
-            AttachmentStatus::Released,
-        ] {
+        for s in [AttachmentStatus::Reserved, AttachmentStatus::Confirmed, AttachmentStatus::Released] {
             assert_eq!(AttachmentStatus::parse(s.as_str()), Some(s));
         }
         for o in [

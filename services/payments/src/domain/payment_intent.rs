@@ -58,10 +58,7 @@ impl Status {
 
     /// Statuses in which the amount, currency, customer and payment method may still change.
     fn is_before_confirmation(self) -> bool {
-        matches!(
-            self,
-            Status::RequiresPaymentMethod | Status::RequiresConfirmation | Status::RequiresAction
-        )
+        matches!(self, Status::RequiresPaymentMethod | Status::RequiresConfirmation | Status::RequiresAction)
     }
 }
 
@@ -168,10 +165,7 @@ pub enum IntentError {
     #[error("The us_bank_account payment method does not support capture_method=manual.")]
     ManualCaptureUnsupported,
     #[error("You cannot {action} this PaymentIntent because it has a status of {}.", .status.as_str())]
-    UnexpectedState {
-        action: &'static str,
-        status: Status,
-    },
+    UnexpectedState { action: &'static str, status: Status },
     #[error("The amount to capture must be greater than or equal to 1.")]
     CaptureNotPositive,
     #[error("The amount to capture ({requested}) exceeds the amount capturable ({capturable}).")]
@@ -219,10 +213,7 @@ pub fn check_amount(amount: i64, currency: Currency) -> Result<Amount, IntentErr
         return Err(IntentError::AmountNotPositive);
     }
     if amount < currency.minimum_charge() {
-        return Err(IntentError::AmountTooSmall {
-            minimum: currency.minimum_charge(),
-            currency,
-        });
+        return Err(IntentError::AmountTooSmall { minimum: currency.minimum_charge(), currency });
     }
     if amount > MAX_AMOUNT {
         return Err(IntentError::AmountTooLarge);
@@ -233,10 +224,7 @@ pub fn check_amount(amount: i64, currency: Currency) -> Result<Amount, IntentErr
 impl PaymentIntent {
     /// A new intent: `requires_confirmation` when a payment method is given, else
     /// `requires_payment_method`.
-    pub fn create(
-        id: String,
-        new: NewIntent,
-    ) -> Result<(PaymentIntent, Vec<IntentEvent>), IntentError> {
+    pub fn create(id: String, new: NewIntent) -> Result<(PaymentIntent, Vec<IntentEvent>), IntentError> {
         let amount = check_amount(new.amount, new.currency)?;
         let mut intent = PaymentIntent {
             id,
@@ -261,19 +249,12 @@ impl PaymentIntent {
     }
 
     fn require(&self, action: &'static str, allowed: bool) -> Result<(), IntentError> {
-        if allowed {
-            Ok(())
-        } else {
-            Err(IntentError::UnexpectedState {
-                action,
-                status: self.status,
-            })
-        }
+        if allowed { Ok(()) } else { Err(IntentError::UnexpectedState { action, status: self.status }) }
     }
 
     fn lookup_method(&self, id: &str) -> Result<&'static TestPaymentMethod, IntentError> {
-        let method = TestPaymentMethod::find(id)
-            .ok_or_else(|| IntentError::UnknownPaymentMethod(id.to_owned()))?;
+        let method =
+            TestPaymentMethod::find(id).ok_or_else(|| IntentError::UnknownPaymentMethod(id.to_owned()))?;
         if !self.payment_method_types.contains(&method.method_type) {
             return Err(IntentError::PaymentMethodTypeNotAllowed {
                 method_type: method.method_type.as_str(),
@@ -284,10 +265,7 @@ impl PaymentIntent {
 
     /// Sets (or, with `""`, clears) the payment method before confirmation.
     pub fn set_payment_method(&mut self, id: &str) -> Result<(), IntentError> {
-        self.require(
-            "update the payment method of",
-            self.status.is_before_confirmation(),
-        )?;
+        self.require("update the payment method of", self.status.is_before_confirmation())?;
         if id.is_empty() {
             self.payment_method = None;
             self.status = Status::RequiresPaymentMethod;
@@ -308,10 +286,7 @@ impl PaymentIntent {
 
     /// Changes the currency before confirmation (the amount must suit the new currency).
     pub fn set_currency(&mut self, currency: Currency) -> Result<(), IntentError> {
-        self.require(
-            "update the currency of",
-            self.status.is_before_confirmation(),
-        )?;
+        self.require("update the currency of", self.status.is_before_confirmation())?;
         check_amount(self.amount.get(), currency)?;
         self.currency = currency;
         Ok(())
@@ -319,30 +294,21 @@ impl PaymentIntent {
 
     /// Sets or clears the customer before confirmation.
     pub fn set_customer(&mut self, customer: Option<String>) -> Result<(), IntentError> {
-        self.require(
-            "update the customer of",
-            self.status.is_before_confirmation(),
-        )?;
+        self.require("update the customer of", self.status.is_before_confirmation())?;
         self.customer = customer;
         Ok(())
     }
 
     /// Changes how the payment will be captured, before confirmation.
     pub fn set_capture_method(&mut self, capture_method: CaptureMethod) -> Result<(), IntentError> {
-        self.require(
-            "update the capture method of",
-            self.status.is_before_confirmation(),
-        )?;
+        self.require("update the capture method of", self.status.is_before_confirmation())?;
         self.capture_method = capture_method;
         Ok(())
     }
 
     /// Changes which payment-method types may be used, before confirmation.
     pub fn set_payment_method_types(&mut self, types: Vec<MethodType>) -> Result<(), IntentError> {
-        self.require(
-            "update the payment method types of",
-            self.status.is_before_confirmation(),
-        )?;
+        self.require("update the payment method types of", self.status.is_before_confirmation())?;
         self.payment_method_types = types;
         if let Some(method) = self.payment_method.clone() {
             self.lookup_method(&method)?;
@@ -361,15 +327,10 @@ impl PaymentIntent {
         self.require("confirm", self.status.is_before_confirmation())?;
         let method_id = match payment_method {
             Some(id) if !id.is_empty() => id.to_owned(),
-            _ => self
-                .payment_method
-                .clone()
-                .ok_or(IntentError::MissingPaymentMethod)?,
+            _ => self.payment_method.clone().ok_or(IntentError::MissingPaymentMethod)?,
         };
         let method = self.lookup_method(&method_id)?;
-        if method.method_type == MethodType::UsBankAccount
-            && self.capture_method == CaptureMethod::Manual
-        {
+        if method.method_type == MethodType::UsBankAccount && self.capture_method == CaptureMethod::Manual {
             return Err(IntentError::ManualCaptureUnsupported);
         }
         self.payment_method = Some(method_id);
@@ -381,10 +342,7 @@ impl PaymentIntent {
                 self.status = Status::Processing;
                 vec![IntentEvent::Processing]
             }
-            AttemptOutcome::Declined {
-                decline_code,
-                message,
-            } => self.fail(PaymentError {
+            AttemptOutcome::Declined { decline_code, message } => self.fail(PaymentError {
                 code: "card_declined".to_owned(),
                 decline_code: Some(decline_code.to_owned()),
                 message: message.to_owned(),
@@ -415,10 +373,7 @@ impl PaymentIntent {
     }
 
     /// Ends a `processing` bank debit (the test helper stands in for the bank).
-    pub fn settle(
-        &mut self,
-        outcome: Result<(), PaymentError>,
-    ) -> Result<Vec<IntentEvent>, IntentError> {
+    pub fn settle(&mut self, outcome: Result<(), PaymentError>) -> Result<Vec<IntentEvent>, IntentError> {
         self.require("settle", self.status == Status::Processing)?;
         Ok(match outcome {
             Ok(()) => self.authorized(),
@@ -428,20 +383,14 @@ impl PaymentIntent {
 
     /// Captures `amount_to_capture` (default: all) of a `requires_capture` intent; the rest is
     /// released.
-    pub fn capture(
-        &mut self,
-        amount_to_capture: Option<i64>,
-    ) -> Result<Vec<IntentEvent>, IntentError> {
+    pub fn capture(&mut self, amount_to_capture: Option<i64>) -> Result<Vec<IntentEvent>, IntentError> {
         self.require("capture", self.status == Status::RequiresCapture)?;
         let capturable = self.amount_capturable;
         let amount = match amount_to_capture {
             None => capturable,
             Some(requested) if requested < 1 => return Err(IntentError::CaptureNotPositive),
             Some(requested) if requested > capturable.get() => {
-                return Err(IntentError::CaptureTooLarge {
-                    requested,
-                    capturable: capturable.get(),
-                });
+                return Err(IntentError::CaptureTooLarge { requested, capturable: capturable.get() });
             }
             Some(requested) => Amount::new(requested),
         };
@@ -457,10 +406,7 @@ impl PaymentIntent {
         reason: Option<CancellationReason>,
         now: i64,
     ) -> Result<Vec<IntentEvent>, IntentError> {
-        self.require(
-            "cancel",
-            !matches!(self.status, Status::Succeeded | Status::Canceled),
-        )?;
+        self.require("cancel", !matches!(self.status, Status::Succeeded | Status::Canceled))?;
         if reason.is_some_and(|r| !r.is_requestable()) {
             return Err(IntentError::CancellationReasonNotRequestable);
         }
@@ -477,9 +423,7 @@ impl PaymentIntent {
         match self.status {
             Status::Succeeded => PaymentOutcome::Succeeded,
             Status::Canceled => PaymentOutcome::Canceled,
-            Status::RequiresPaymentMethod if self.last_payment_error.is_some() => {
-                PaymentOutcome::Failed
-            }
+            Status::RequiresPaymentMethod if self.last_payment_error.is_some() => PaymentOutcome::Failed,
             _ => PaymentOutcome::Pending,
         }
     }
@@ -487,11 +431,7 @@ impl PaymentIntent {
     /// What the intent can contribute to an invoice: what it received once succeeded, else its
     /// amount.
     pub fn contribution(&self) -> Amount {
-        if self.status == Status::Succeeded {
-            self.amount_received
-        } else {
-            self.amount
-        }
+        if self.status == Status::Succeeded { self.amount_received } else { self.amount }
     }
 }
 
@@ -531,14 +471,8 @@ mod tests {
     #[test]
     fn amounts_are_checked_against_stripe_limits() {
         assert_eq!(check_amount(0, usd()), Err(IntentError::AmountNotPositive));
-        assert!(matches!(
-            check_amount(49, usd()),
-            Err(IntentError::AmountTooSmall { minimum: 50, .. })
-        ));
-        assert_eq!(
-            check_amount(100_000_000, usd()),
-            Err(IntentError::AmountTooLarge)
-        );
+        assert!(matches!(check_amount(49, usd()), Err(IntentError::AmountTooSmall { minimum: 50, .. })));
+        assert_eq!(check_amount(100_000_000, usd()), Err(IntentError::AmountTooLarge));
         assert_eq!(check_amount(50, usd()), Ok(Amount::new(50)));
     }
 
@@ -555,33 +489,19 @@ mod tests {
     #[test]
     fn manual_capture_holds_then_captures_part() {
         let mut intent = new_intent(Some("pm_card_visa"), CaptureMethod::Manual);
-        assert_eq!(
-            intent.confirm(None, "ch_1".into()).unwrap(),
-            vec![IntentEvent::AmountCapturableUpdated]
-        );
+        assert_eq!(intent.confirm(None, "ch_1".into()).unwrap(), vec![IntentEvent::AmountCapturableUpdated]);
         assert_eq!(intent.amount_capturable, Amount::new(2_000));
-        assert!(matches!(
-            intent.capture(Some(2_001)),
-            Err(IntentError::CaptureTooLarge { .. })
-        ));
-        assert_eq!(
-            intent.capture(Some(1_500)).unwrap(),
-            vec![IntentEvent::Succeeded]
-        );
+        assert!(matches!(intent.capture(Some(2_001)), Err(IntentError::CaptureTooLarge { .. })));
+        assert_eq!(intent.capture(Some(1_500)).unwrap(), vec![IntentEvent::Succeeded]);
         assert_eq!(intent.amount_received, Amount::new(1_500));
         assert_eq!(intent.amount_capturable, Amount::ZERO);
     }
 
     #[test]
     fn a_decline_returns_to_requires_payment_method_with_the_error() {
-        let mut intent = new_intent(
-            Some("pm_card_chargeDeclinedInsufficientFunds"),
-            CaptureMethod::Automatic,
-        );
-        assert_eq!(
-            intent.confirm(None, "ch_1".into()).unwrap(),
-            vec![IntentEvent::PaymentFailed]
-        );
+        let mut intent =
+            new_intent(Some("pm_card_chargeDeclinedInsufficientFunds"), CaptureMethod::Automatic);
+        assert_eq!(intent.confirm(None, "ch_1".into()).unwrap(), vec![IntentEvent::PaymentFailed]);
         assert_eq!(intent.status, Status::RequiresPaymentMethod);
         assert_eq!(intent.payment_method, None);
         let error = intent.last_payment_error.clone().unwrap();
@@ -597,39 +517,24 @@ mod tests {
     #[test]
     fn bank_debits_stay_processing_until_settled() {
         let mut intent = new_intent(Some("pm_us_bank_account"), CaptureMethod::Automatic);
-        assert_eq!(
-            intent.confirm(None, "ch_1".into()).unwrap(),
-            vec![IntentEvent::Processing]
-        );
+        assert_eq!(intent.confirm(None, "ch_1".into()).unwrap(), vec![IntentEvent::Processing]);
         assert_eq!(intent.status, Status::Processing);
         assert!(intent.confirm(None, "ch_2".into()).is_err());
         assert_eq!(intent.settle(Ok(())).unwrap(), vec![IntentEvent::Succeeded]);
         assert_eq!(intent.amount_received, Amount::new(2_000));
         let mut manual = new_intent(Some("pm_us_bank_account"), CaptureMethod::Manual);
-        assert_eq!(
-            manual.confirm(None, "ch_3".into()),
-            Err(IntentError::ManualCaptureUnsupported)
-        );
-        assert_eq!(
-            manual.status,
-            Status::RequiresConfirmation,
-            "a refused confirm changes nothing"
-        );
+        assert_eq!(manual.confirm(None, "ch_3".into()), Err(IntentError::ManualCaptureUnsupported));
+        assert_eq!(manual.status, Status::RequiresConfirmation, "a refused confirm changes nothing");
     }
 
     #[test]
     fn terminal_intents_refuse_changes() {
         let mut intent = new_intent(Some("pm_card_visa"), CaptureMethod::Automatic);
         intent.confirm(None, "ch_1".into()).unwrap();
-        assert!(matches!(
-            intent.cancel(None, 1),
-            Err(IntentError::UnexpectedState { .. })
-        ));
+        assert!(matches!(intent.cancel(None, 1), Err(IntentError::UnexpectedState { .. })));
         assert!(intent.set_amount(5_000).is_err());
         let mut canceled = new_intent(None, CaptureMethod::Automatic);
-        canceled
-            .cancel(Some(CancellationReason::Duplicate), 7)
-            .unwrap();
+        canceled.cancel(Some(CancellationReason::Duplicate), 7).unwrap();
         assert_eq!(canceled.canceled_at, Some(7));
         assert!(canceled.confirm(Some("pm_card_visa"), "ch".into()).is_err());
         assert_eq!(canceled.outcome(), PaymentOutcome::Canceled);
@@ -655,13 +560,8 @@ mod tests {
         SetAmount(i64),
     }
 
-    const METHODS: [&str; 5] = [
-        "pm_card_visa",
-        "pm_card_chargeDeclined",
-        "pm_us_bank_account",
-        "pm_card_mastercard",
-        "pm_nope",
-    ];
+    const METHODS: [&str; 5] =
+        ["pm_card_visa", "pm_card_chargeDeclined", "pm_us_bank_account", "pm_card_mastercard", "pm_nope"];
 
     fn action() -> impl Strategy<Value = Action> {
         prop_oneof![

@@ -8,10 +8,7 @@ pub enum AttemptOutcome {
     /// The bank debit is submitted and stays `processing` until settled.
     Pending,
     /// The issuer declines: Stripe's `card_declined` with this `decline_code`.
-    Declined {
-        decline_code: &'static str,
-        message: &'static str,
-    },
+    Declined { decline_code: &'static str, message: &'static str },
 }
 
 /// Stripe's payment-method type names.
@@ -46,10 +43,8 @@ pub struct TestPaymentMethod {
     pub outcome: AttemptOutcome,
 }
 
-const DECLINED: AttemptOutcome = AttemptOutcome::Declined {
-    decline_code: "generic_decline",
-    message: "Your card was declined.",
-};
+const DECLINED: AttemptOutcome =
+    AttemptOutcome::Declined { decline_code: "generic_decline", message: "Your card was declined." };
 const INSUFFICIENT: AttemptOutcome = AttemptOutcome::Declined {
     decline_code: "insufficient_funds",
     message: "Your card has insufficient funds.",
@@ -77,11 +72,7 @@ pub const TEST_PAYMENT_METHODS: &[TestPaymentMethod] = &[
         method_type: MethodType::Card,
         outcome: AttemptOutcome::Succeeds,
     },
-    TestPaymentMethod {
-        id: "pm_card_chargeDeclined",
-        method_type: MethodType::Card,
-        outcome: DECLINED,
-    },
+    TestPaymentMethod { id: "pm_card_chargeDeclined", method_type: MethodType::Card, outcome: DECLINED },
     TestPaymentMethod {
         id: "pm_card_chargeDeclinedInsufficientFunds",
         method_type: MethodType::Card,
@@ -107,24 +98,11 @@ mod tests {
 
     #[test]
     fn known_methods_have_fixed_outcomes() {
-        assert_eq!(
-            TestPaymentMethod::find("pm_card_visa").unwrap().outcome,
-            AttemptOutcome::Succeeds
-        );
-        assert_eq!(
-            TestPaymentMethod::find("pm_us_bank_account")
-                .unwrap()
-                .outcome,
-            AttemptOutcome::Pending
-        );
+        assert_eq!(TestPaymentMethod::find("pm_card_visa").unwrap().outcome, AttemptOutcome::Succeeds);
+        assert_eq!(TestPaymentMethod::find("pm_us_bank_account").unwrap().outcome, AttemptOutcome::Pending);
         assert!(matches!(
-            TestPaymentMethod::find("pm_card_chargeDeclinedInsufficientFunds")
-                .unwrap()
-                .outcome,
-            AttemptOutcome::Declined {
-                decline_code: "insufficient_funds",
-                ..
-            }
+            TestPaymentMethod::find("pm_card_chargeDeclinedInsufficientFunds").unwrap().outcome,
+            AttemptOutcome::Declined { decline_code: "insufficient_funds", .. }
         ));
         assert!(TestPaymentMethod::find("pm_unknown").is_none());
     }

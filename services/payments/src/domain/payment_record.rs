@@ -171,10 +171,7 @@ pub enum RecordError {
         "You cannot {action} this PaymentRecord because its latest payment attempt is {}.",
         .outcome.as_str()
     )]
-    UnexpectedState {
-        action: &'static str,
-        outcome: Outcome,
-    },
+    UnexpectedState { action: &'static str, outcome: Outcome },
     #[error("The refund amount must be greater than or equal to 1.")]
     RefundNotPositive,
     #[error("The refund currency ({given}) must be the PaymentRecord's currency ({expected}).")]
@@ -249,11 +246,7 @@ impl RecordSummary {
     /// What the record can contribute to an invoice: the guaranteed amount once guaranteed, else
     /// the amount requested.
     pub fn contribution(&self) -> Amount {
-        if self.latest_outcome == Outcome::Guaranteed {
-            self.amount_guaranteed
-        } else {
-            self.amount
-        }
+        if self.latest_outcome == Outcome::Guaranteed { self.amount_guaranteed } else { self.amount }
     }
 }
 
@@ -293,20 +286,14 @@ impl PaymentRecord {
         attempt_id: String,
         new: NewPayment,
     ) -> Result<(PaymentRecord, Vec<RecordEvent>), RecordError> {
-        let state = new
-            .outcome
-            .map_or(AttemptState::Pending, ReportedOutcome::state);
+        let state = new.outcome.map_or(AttemptState::Pending, ReportedOutcome::state);
         let record = PaymentRecord {
             id,
             currency: new.currency,
             amount_requested: check_amount(new.amount)?,
             customer: new.customer,
             earlier_attempts: Vec::new(),
-            latest_attempt: Attempt {
-                id: attempt_id,
-                initiated_at: new.initiated_at,
-                state,
-            },
+            latest_attempt: Attempt { id: attempt_id, initiated_at: new.initiated_at, state },
             refunds: Vec::new(),
         };
         record.amounts()?;
@@ -322,9 +309,7 @@ impl PaymentRecord {
 
     /// Every attempt, oldest first.
     pub fn attempts(&self) -> impl Iterator<Item = &Attempt> {
-        self.earlier_attempts
-            .iter()
-            .chain(std::iter::once(&self.latest_attempt))
+        self.earlier_attempts.iter().chain(std::iter::once(&self.latest_attempt))
     }
 
     /// Whether the record could still pay an invoice: its latest attempt is pending or guaranteed.
@@ -364,10 +349,7 @@ impl PaymentRecord {
     }
 
     fn refuse(&self, action: &'static str) -> RecordError {
-        RecordError::UnexpectedState {
-            action,
-            outcome: self.latest().state.outcome(),
-        }
+        RecordError::UnexpectedState { action, outcome: self.latest().state.outcome() }
     }
 
     /// Starts a new attempt (pending, or already terminal), allowed only when every earlier
@@ -378,12 +360,9 @@ impl PaymentRecord {
         initiated_at: i64,
         outcome: Option<ReportedOutcome>,
     ) -> Result<Vec<RecordEvent>, RecordError> {
-        let all_ended = self.attempts().all(|a| {
-            matches!(
-                a.state,
-                AttemptState::Failed { .. } | AttemptState::Canceled { .. }
-            )
-        });
+        let all_ended = self
+            .attempts()
+            .all(|a| matches!(a.state, AttemptState::Failed { .. } | AttemptState::Canceled { .. }));
         if !all_ended {
             return Err(self.refuse("report a new payment attempt on"));
         }
@@ -391,11 +370,7 @@ impl PaymentRecord {
             let state = outcome.map_or(AttemptState::Pending, ReportedOutcome::state);
             let previous = std::mem::replace(
                 &mut record.latest_attempt,
-                Attempt {
-                    id: attempt_id,
-                    initiated_at,
-                    state,
-                },
+                Attempt { id: attempt_id, initiated_at, state },
             );
             record.earlier_attempts.push(previous);
             let mut events = vec![RecordEvent::Updated];
@@ -429,10 +404,7 @@ impl PaymentRecord {
 
     /// The latest attempt failed at `at`.
     pub fn report_failed(&mut self, at: i64) -> Result<Vec<RecordEvent>, RecordError> {
-        self.end_latest(
-            "report the failure of the latest payment attempt of",
-            AttemptState::Failed { at },
-        )
+        self.end_latest("report the failure of the latest payment attempt of", AttemptState::Failed { at })
     }
 
     /// The latest attempt was canceled at `at`.
@@ -446,17 +418,11 @@ impl PaymentRecord {
     /// What is still refundable: the guaranteed amount less what was refunded.
     pub fn refundable(&self) -> Result<Amount, RecordError> {
         let amounts = self.amounts()?;
-        Ok(amounts
-            .amount_guaranteed
-            .checked_sub(amounts.amount_refunded)?)
+        Ok(amounts.amount_guaranteed.checked_sub(amounts.amount_refunded)?)
     }
 
     /// Reports a refund of the guaranteed latest attempt, at `now`.
-    pub fn report_refund(
-        &mut self,
-        refund: NewRefund,
-        now: i64,
-    ) -> Result<Vec<RecordEvent>, RecordError> {
+    pub fn report_refund(&mut self, refund: NewRefund, now: i64) -> Result<Vec<RecordEvent>, RecordError> {
         if !matches!(self.latest().state, AttemptState::Guaranteed { .. }) {
             return Err(self.refuse("report a refund of"));
         }
@@ -468,17 +434,11 @@ impl PaymentRecord {
             None if refundable.is_positive() => refundable,
             None => return Err(RecordError::AlreadyRefunded),
             Some((currency, _)) if currency != self.currency => {
-                return Err(RecordError::RefundCurrencyMismatch {
-                    given: currency,
-                    expected: self.currency,
-                });
+                return Err(RecordError::RefundCurrencyMismatch { given: currency, expected: self.currency });
             }
             Some((_, value)) if value < 1 => return Err(RecordError::RefundNotPositive),
             Some((_, value)) if value > refundable.get() => {
-                return Err(RecordError::RefundTooLarge {
-                    requested: value,
-                    refundable: refundable.get(),
-                });
+                return Err(RecordError::RefundTooLarge { requested: value, refundable: refundable.get() });
             }
             Some((_, value)) => Amount::new(value),
         };
@@ -508,20 +468,13 @@ impl PaymentRecord {
     /// The amount buckets of the record.
     pub fn amounts(&self) -> Result<Amounts, RecordError> {
         let requested = self.amount_requested;
-        let count = |outcome: Outcome| {
-            self.attempts()
-                .filter(|a| a.state.outcome() == outcome)
-                .count()
-        };
+        let count = |outcome: Outcome| self.attempts().filter(|a| a.state.outcome() == outcome).count();
         let times = |n: usize| -> Result<Amount, RecordError> {
             let n = i64::try_from(n).map_err(|_| RecordError::Overflow)?;
             Ok(requested.checked_mul(n)?)
         };
-        let guaranteed = if self.latest().state.outcome() == Outcome::Guaranteed {
-            requested
-        } else {
-            Amount::ZERO
-        };
+        let guaranteed =
+            if self.latest().state.outcome() == Outcome::Guaranteed { requested } else { Amount::ZERO };
         Ok(Amounts {
             amount: requested,
             amount_authorized: guaranteed,
@@ -537,18 +490,10 @@ impl PaymentRecord {
     pub fn attempt_amounts(&self, attempt: &Attempt) -> Result<Amounts, RecordError> {
         let requested = self.amount_requested;
         let when = |outcome: Outcome| {
-            if attempt.state.outcome() == outcome {
-                requested
-            } else {
-                Amount::ZERO
-            }
+            if attempt.state.outcome() == outcome { requested } else { Amount::ZERO }
         };
-        let refunded = Amount::checked_sum(
-            self.refunds
-                .iter()
-                .filter(|r| r.attempt == attempt.id)
-                .map(|r| r.amount),
-        )?;
+        let refunded =
+            Amount::checked_sum(self.refunds.iter().filter(|r| r.attempt == attempt.id).map(|r| r.amount))?;
         Ok(Amounts {
             amount: requested,
             amount_authorized: when(Outcome::Guaranteed),

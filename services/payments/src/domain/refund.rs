@@ -67,42 +67,24 @@ impl RefundStatus {
 /// Why a refund was refused. Nothing changed when one of these is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefundError {
-    #[error(
-        "One of the following params should be provided for this request: payment_intent or charge."
-    )]
+    #[error("One of the following params should be provided for this request: payment_intent or charge.")]
     MissingTarget,
     #[error("No such charge: '{0}'")]
     UnknownCharge(String),
     #[error("The charge {charge} is not the charge of PaymentIntent {payment_intent} (its latest_charge is {latest}).", latest = .latest.as_deref().unwrap_or("null"))]
-    ChargeMismatch {
-        charge: String,
-        payment_intent: String,
-        latest: Option<String>,
-    },
+    ChargeMismatch { charge: String, payment_intent: String, latest: Option<String> },
     #[error("This PaymentIntent ({payment_intent}) does not have a successful charge to refund: its status is {}.", .status.as_str())]
-    NotRefundable {
-        payment_intent: String,
-        status: Status,
-    },
+    NotRefundable { payment_intent: String, status: Status },
     #[error("Charge {charge} has already been refunded.")]
     AlreadyRefunded { charge: String },
     #[error("This value must be greater than or equal to 1.")]
     AmountNotPositive,
     #[error("Refund amount ({}) is greater than unrefunded amount on charge ({}).", Major(*.requested, *.currency), Major(*.remaining, *.currency))]
-    AmountTooLarge {
-        requested: i64,
-        remaining: i64,
-        currency: Currency,
-    },
+    AmountTooLarge { requested: i64, remaining: i64, currency: Currency },
     #[error("Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer.")]
     ReasonNotRequestable,
-    #[error(
-        "The currency ({requested}) must be the currency of the payment being refunded ({expected})."
-    )]
-    CurrencyMismatch {
-        requested: Currency,
-        expected: Currency,
-    },
+    #[error("The currency ({requested}) must be the currency of the payment being refunded ({expected}).")]
+    CurrencyMismatch { requested: Currency, expected: Currency },
 }
 
 /// Which payment a create request names: `payment_intent`, `charge` (the intent's
@@ -111,24 +93,15 @@ pub enum RefundError {
 pub enum RefundTarget {
     PaymentIntent(String),
     Charge(String),
-    Both {
-        payment_intent: String,
-        charge: String,
-    },
+    Both { payment_intent: String, charge: String },
 }
 
 impl RefundTarget {
     /// At least one of the two is needed; `""` counts as absent.
-    pub fn parse(
-        payment_intent: Option<&str>,
-        charge: Option<&str>,
-    ) -> Result<RefundTarget, RefundError> {
+    pub fn parse(payment_intent: Option<&str>, charge: Option<&str>) -> Result<RefundTarget, RefundError> {
         let non_empty = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
         match (non_empty(payment_intent), non_empty(charge)) {
-            (Some(payment_intent), Some(charge)) => Ok(RefundTarget::Both {
-                payment_intent,
-                charge,
-            }),
+            (Some(payment_intent), Some(charge)) => Ok(RefundTarget::Both { payment_intent, charge }),
             (Some(id), None) => Ok(RefundTarget::PaymentIntent(id)),
             (None, Some(charge)) => Ok(RefundTarget::Charge(charge)),
             (None, None) => Err(RefundError::MissingTarget),
@@ -147,10 +120,7 @@ impl RefundTarget {
     pub fn payment_intent(&self) -> Option<&str> {
         match self {
             RefundTarget::Charge(_) => None,
-            RefundTarget::PaymentIntent(id)
-            | RefundTarget::Both {
-                payment_intent: id, ..
-            } => Some(id),
+            RefundTarget::PaymentIntent(id) | RefundTarget::Both { payment_intent: id, .. } => Some(id),
         }
     }
 }
@@ -181,12 +151,7 @@ impl RefundRequest {
         if reason.is_some_and(|r| !r.is_requestable()) {
             return Err(RefundError::ReasonNotRequestable);
         }
-        Ok(RefundRequest {
-            target,
-            amount,
-            reason,
-            currency,
-        })
+        Ok(RefundRequest { target, amount, reason, currency })
     }
 }
 
@@ -204,10 +169,7 @@ pub struct Refund {
 
 /// What is left to refund of `intent` when `refunded` was already refunded.
 pub fn refundable(intent: &PaymentIntent, refunded: Amount) -> Amount {
-    intent
-        .amount_received
-        .checked_sub(refunded)
-        .map_or(Amount::ZERO, Amount::clamp_non_negative)
+    intent.amount_received.checked_sub(refunded).map_or(Amount::ZERO, Amount::clamp_non_negative)
 }
 
 /// Refunds `intent`, of which `refunded` was already refunded. Returns the refund and the intent's
@@ -228,26 +190,17 @@ pub fn create(
         });
     }
     if intent.status != Status::Succeeded {
-        return Err(RefundError::NotRefundable {
-            payment_intent: intent.id.clone(),
-            status: intent.status,
-        });
+        return Err(RefundError::NotRefundable { payment_intent: intent.id.clone(), status: intent.status });
     }
     if let Some(requested) = request.currency
         && requested != intent.currency
     {
-        return Err(RefundError::CurrencyMismatch {
-            requested,
-            expected: intent.currency,
-        });
+        return Err(RefundError::CurrencyMismatch { requested, expected: intent.currency });
     }
     let remaining = refundable(intent, refunded);
     if remaining.is_zero() {
         return Err(RefundError::AlreadyRefunded {
-            charge: intent
-                .latest_charge
-                .clone()
-                .unwrap_or_else(|| intent.id.clone()),
+            charge: intent.latest_charge.clone().unwrap_or_else(|| intent.id.clone()),
         });
     }
     let amount = match request.amount {
@@ -263,13 +216,11 @@ pub fn create(
         Some(requested) => Amount::new(requested),
     };
     // Cannot overflow: amount ≤ remaining = received − refunded.
-    let total = refunded
-        .checked_add(amount)
-        .map_err(|_| RefundError::AmountTooLarge {
-            requested: amount.get(),
-            remaining: remaining.get(),
-            currency: intent.currency,
-        })?;
+    let total = refunded.checked_add(amount).map_err(|_| RefundError::AmountTooLarge {
+        requested: amount.get(),
+        remaining: remaining.get(),
+        currency: intent.currency,
+    })?;
     Ok((
         Refund {
             id,
@@ -298,11 +249,7 @@ impl fmt::Display for Major {
         let scale = 10_u64.pow(exponent);
         let sign = if minor < 0 { "-" } else { "" };
         let (whole, fraction) = (minor.unsigned_abs() / scale, minor.unsigned_abs() % scale);
-        write!(
-            f,
-            "{sign}{whole}.{fraction:0width$} {code}",
-            width = exponent as usize
-        )
+        write!(f, "{sign}{whole}.{fraction:0width$} {code}", width = exponent as usize)
     }
 }
 
@@ -339,20 +286,13 @@ mod tests {
     }
 
     fn request(amount: Option<i64>) -> RefundRequest {
-        RefundRequest::new(
-            RefundTarget::PaymentIntent("pi_1".into()),
-            amount,
-            None,
-            None,
-        )
-        .unwrap()
+        RefundRequest::new(RefundTarget::PaymentIntent("pi_1".into()), amount, None, None).unwrap()
     }
 
     #[test]
     fn the_default_amount_is_what_is_left() {
         let intent = paid(10_000);
-        let (refund, total) =
-            create("re_1".into(), &intent, Amount::new(2_500), &request(None)).unwrap();
+        let (refund, total) = create("re_1".into(), &intent, Amount::new(2_500), &request(None)).unwrap();
         assert_eq!(refund.amount, Amount::new(7_500));
         assert_eq!(total, Amount::new(10_000));
         assert_eq!(refund.status, RefundStatus::Succeeded);
@@ -368,30 +308,15 @@ mod tests {
         assert_eq!(total, Amount::new(1_000));
         assert_eq!(
             create("re_3".into(), &intent, total, &request(Some(1))),
-            Err(RefundError::AlreadyRefunded {
-                charge: "ch_1".into()
-            })
+            Err(RefundError::AlreadyRefunded { charge: "ch_1".into() })
         );
     }
 
     #[test]
     fn more_than_is_left_is_amount_too_large() {
         let intent = paid(1_000);
-        let error = create(
-            "re_1".into(),
-            &intent,
-            Amount::new(900),
-            &request(Some(101)),
-        )
-        .unwrap_err();
-        assert_eq!(
-            error,
-            RefundError::AmountTooLarge {
-                requested: 101,
-                remaining: 100,
-                currency: usd()
-            }
-        );
+        let error = create("re_1".into(), &intent, Amount::new(900), &request(Some(101))).unwrap_err();
+        assert_eq!(error, RefundError::AmountTooLarge { requested: 101, remaining: 100, currency: usd() });
         assert_eq!(
             error.to_string(),
             "Refund amount (1.01 USD) is greater than unrefunded amount on charge (1.00 USD)."
@@ -403,10 +328,7 @@ mod tests {
         let processing = intent("pm_us_bank_account", 1_000);
         assert!(matches!(
             create("re_1".into(), &processing, Amount::ZERO, &request(None)),
-            Err(RefundError::NotRefundable {
-                status: Status::Processing,
-                ..
-            })
+            Err(RefundError::NotRefundable { status: Status::Processing, .. })
         ));
         let declined = intent("pm_card_chargeDeclined", 1_000);
         let error = create("re_1".into(), &declined, Amount::ZERO, &request(None)).unwrap_err();
@@ -426,41 +348,21 @@ mod tests {
             );
         }
         assert_eq!(
-            RefundRequest::new(
-                target(),
-                None,
-                Some(RefundReason::ExpiredUncapturedCharge),
-                None
-            ),
+            RefundRequest::new(target(), None, Some(RefundReason::ExpiredUncapturedCharge), None),
             Err(RefundError::ReasonNotRequestable)
         );
-        for reason in [
-            RefundReason::Duplicate,
-            RefundReason::Fraudulent,
-            RefundReason::RequestedByCustomer,
-        ] {
+        for reason in [RefundReason::Duplicate, RefundReason::Fraudulent, RefundReason::RequestedByCustomer] {
             assert!(RefundRequest::new(target(), None, Some(reason), None).is_ok());
         }
     }
 
     #[test]
     fn payment_intent_or_charge_is_needed_and_they_must_agree() {
-        assert_eq!(
-            RefundTarget::parse(None, Some("")),
-            Err(RefundError::MissingTarget)
-        );
-        assert_eq!(
-            RefundTarget::parse(Some("pi_1"), None),
-            Ok(RefundTarget::PaymentIntent("pi_1".into()))
-        );
+        assert_eq!(RefundTarget::parse(None, Some("")), Err(RefundError::MissingTarget));
+        assert_eq!(RefundTarget::parse(Some("pi_1"), None), Ok(RefundTarget::PaymentIntent("pi_1".into())));
         let intent = paid(1_000);
-        let by_charge = RefundRequest::new(
-            RefundTarget::parse(None, Some("ch_1")).unwrap(),
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let by_charge =
+            RefundRequest::new(RefundTarget::parse(None, Some("ch_1")).unwrap(), None, None, None).unwrap();
         assert!(create("re_1".into(), &intent, Amount::ZERO, &by_charge).is_ok());
         let other = RefundRequest::new(
             RefundTarget::parse(Some("pi_1"), Some("ch_other")).unwrap(),
@@ -483,10 +385,7 @@ mod tests {
         req.currency = Some(eur);
         assert_eq!(
             create("re_1".into(), &intent, Amount::ZERO, &req),
-            Err(RefundError::CurrencyMismatch {
-                requested: eur,
-                expected: usd()
-            })
+            Err(RefundError::CurrencyMismatch { requested: eur, expected: usd() })
         );
         req.currency = Some(usd());
         assert!(create("re_1".into(), &intent, Amount::ZERO, &req).is_ok());
@@ -495,10 +394,7 @@ mod tests {
     #[test]
     fn major_units_follow_the_currency_exponent() {
         assert_eq!(Major(5, usd()).to_string(), "0.05 USD");
-        assert_eq!(
-            Major(1_234, Currency::parse("jpy").unwrap()).to_string(),
-            "1234 JPY"
-        );
+        assert_eq!(Major(1_234, Currency::parse("jpy").unwrap()).to_string(), "1234 JPY");
     }
 
     proptest! {

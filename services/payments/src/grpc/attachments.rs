@@ -79,10 +79,9 @@ async fn lock_payment(
 ) -> Result<PaymentSnapshot, ApiError> {
     match kind {
         PaymentKind::PaymentIntent => {
-            let doc =
-                payment_intents::find_for_update(tx, state.db.backend(), ctx.account(), payment)
-                    .await?
-                    .ok_or_else(|| payment_missing(payment, kind))?;
+            let doc = payment_intents::find_for_update(tx, state.db.backend(), ctx.account(), payment)
+                .await?
+                .ok_or_else(|| payment_missing(payment, kind))?;
             let intent = intent_from_document(&doc)?;
             Ok(PaymentSnapshot {
                 kind,
@@ -93,10 +92,9 @@ async fn lock_payment(
             })
         }
         PaymentKind::PaymentRecord => {
-            let doc =
-                payment_records::find_for_update(tx, state.db.backend(), ctx.account(), payment)
-                    .await?
-                    .ok_or_else(|| payment_missing(payment, kind))?;
+            let doc = payment_records::find_for_update(tx, state.db.backend(), ctx.account(), payment)
+                .await?
+                .ok_or_else(|| payment_missing(payment, kind))?;
             let record = summary_from_document(&doc)
                 .map_err(|e| ApiError::internal("A stored payment record could not be read", &e))?;
             Ok(PaymentSnapshot {
@@ -139,11 +137,7 @@ fn render(row: &AttachmentRow, payment: Option<&PaymentSnapshot>) -> pb::Attachm
         customer: row.customer.clone(),
         currency: row.currency.clone(),
         // A release placeholder was never reserved: it carries nothing.
-        amount: if row.invoice.is_empty() {
-            0
-        } else {
-            payment.map_or(0, |p| p.amount.get())
-        },
+        amount: if row.invoice.is_empty() { 0 } else { payment.map_or(0, |p| p.amount.get()) },
         payment_status: outcome.unwrap_or(pb::PaymentOutcome::Unspecified) as i32,
         created: row.created,
         updated: row.updated,
@@ -171,19 +165,14 @@ impl AttachmentsApi {
         let state = &self.state;
         let mut tx = state.db.begin().await?;
         let snapshot = lock_payment(&mut tx, state, ctx, &req.payment, kind).await?;
-        if let Some(existing) =
-            store::find_by_saga(&mut tx, ctx.account(), saga, &req.payment).await?
-        {
+        if let Some(existing) = store::find_by_saga(&mut tx, ctx.account(), saga, &req.payment).await? {
             // A repeated step: answer with what that saga has, whatever it is now.
             tx.commit().await?;
             return Ok(render(&existing, Some(&snapshot)));
         }
         attachment::check_reservation(&snapshot, &req.customer, currency)?;
         if let Some(active) = store::find_active(&mut *tx, ctx.account(), &req.payment).await? {
-            return Err(AttachmentError::AlreadyAttached {
-                invoice: active.invoice,
-            }
-            .into());
+            return Err(AttachmentError::AlreadyAttached { invoice: active.invoice }.into());
         }
         let now = now_unix();
         let row = AttachmentRow {
@@ -202,10 +191,7 @@ impl AttachmentsApi {
             // The payment row lock makes this unreachable for a payment whose row exists; the unique
             // index is the backstop all the same.
             return Err(if is_unique_violation(&error) {
-                AttachmentError::AlreadyAttached {
-                    invoice: String::from("another invoice"),
-                }
-                .into()
+                AttachmentError::AlreadyAttached { invoice: String::from("another invoice") }.into()
             } else {
                 error.into()
             });
@@ -225,9 +211,8 @@ impl AttachmentsApi {
         let state = &self.state;
         let mut tx = state.db.begin().await?;
         let snapshot = lock_payment(&mut tx, state, ctx, &req.payment, kind).await?;
-        let mut row = store::find_by_saga(&mut tx, ctx.account(), saga, &req.payment)
-            .await?
-            .ok_or_else(|| {
+        let mut row =
+            store::find_by_saga(&mut tx, ctx.account(), saga, &req.payment).await?.ok_or_else(|| {
                 ApiError::new(
                     Code::NotFound,
                     ErrorReason::PaymentNotAttached,
@@ -237,9 +222,7 @@ impl AttachmentsApi {
         let current = row.status().ok_or_else(|| {
             ApiError::internal(
                 "Unknown attachment status",
-                &AttachmentError::Released {
-                    saga_id: saga.to_owned(),
-                },
+                &AttachmentError::Released { saga_id: saga.to_owned() },
             )
         })?;
         let next = attachment::confirm(current, saga)?;
@@ -266,14 +249,8 @@ impl AttachmentsApi {
         let row = match store::find_by_saga(&mut tx, ctx.account(), saga, &req.payment).await? {
             Some(mut row) => {
                 if row.status() != Some(AttachmentStatus::Released) {
-                    store::set_status(
-                        &mut tx,
-                        ctx.account(),
-                        &row.id,
-                        AttachmentStatus::Released,
-                        now,
-                    )
-                    .await?;
+                    store::set_status(&mut tx, ctx.account(), &row.id, AttachmentStatus::Released, now)
+                        .await?;
                     row.status = AttachmentStatus::Released.as_str().to_owned();
                     row.updated = now;
                 }
@@ -359,9 +336,7 @@ impl PaymentAttachmentService for AttachmentsApi {
         request: Request<pb::ReserveAttachmentRequest>,
     ) -> Result<Response<pb::Attachment>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.reserve(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.reserve(&ctx, request.into_inner()).await?))
     }
 
     async fn confirm_attachment(
@@ -369,9 +344,7 @@ impl PaymentAttachmentService for AttachmentsApi {
         request: Request<pb::ConfirmAttachmentRequest>,
     ) -> Result<Response<pb::Attachment>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.confirm(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.confirm(&ctx, request.into_inner()).await?))
     }
 
     async fn release_attachment(
@@ -379,9 +352,7 @@ impl PaymentAttachmentService for AttachmentsApi {
         request: Request<pb::ReleaseAttachmentRequest>,
     ) -> Result<Response<pb::Attachment>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.release(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.release(&ctx, request.into_inner()).await?))
     }
 
     async fn get_attachment(

@@ -27,36 +27,28 @@ impl From<IntentError> for ApiError {
                 field_violations: vec![("payment_method".to_owned(), message.clone())],
                 message,
             },
-            IntentError::PaymentMethodTypeNotAllowed { .. } => ApiError::invalid_param(
-                "payment_method",
-                ErrorReason::PaymentIntentInvalidParameter,
-                message,
-            ),
+            IntentError::PaymentMethodTypeNotAllowed { .. } => {
+                ApiError::invalid_param("payment_method", ErrorReason::PaymentIntentInvalidParameter, message)
+            }
             IntentError::MissingPaymentMethod => {
                 ApiError::failed_precondition(ErrorReason::PaymentIntentUnexpectedState, message)
                     .with_violation("payment_method", "A payment method is required to confirm.")
             }
-            IntentError::ManualCaptureUnsupported => ApiError::invalid_param(
-                "capture_method",
-                ErrorReason::PaymentIntentInvalidParameter,
-                message,
-            ),
+            IntentError::ManualCaptureUnsupported => {
+                ApiError::invalid_param("capture_method", ErrorReason::PaymentIntentInvalidParameter, message)
+            }
             IntentError::UnexpectedState { .. } => {
                 ApiError::failed_precondition(ErrorReason::PaymentIntentUnexpectedState, message)
             }
-            IntentError::CaptureNotPositive => ApiError::invalid_param(
-                "amount_to_capture",
-                ErrorReason::ParameterInvalidInteger,
-                message,
-            ),
+            IntentError::CaptureNotPositive => {
+                ApiError::invalid_param("amount_to_capture", ErrorReason::ParameterInvalidInteger, message)
+            }
             IntentError::CaptureTooLarge { .. } => {
                 ApiError::invalid_param("amount_to_capture", ErrorReason::AmountTooLarge, message)
             }
-            IntentError::CancellationReasonNotRequestable => ApiError::invalid_param(
-                "cancellation_reason",
-                ErrorReason::ParameterInvalid,
-                message,
-            ),
+            IntentError::CancellationReasonNotRequestable => {
+                ApiError::invalid_param("cancellation_reason", ErrorReason::ParameterInvalid, message)
+            }
         }
     }
 }

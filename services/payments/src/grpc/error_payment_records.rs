@@ -30,19 +30,15 @@ impl From<RecordError> for ApiError {
                 ErrorReason::ParameterInvalidInteger,
                 message,
             ),
-            RecordError::AmountTooLarge => ApiError::invalid_param(
-                "amount_requested[value]",
-                ErrorReason::AmountTooLarge,
-                message,
-            ),
+            RecordError::AmountTooLarge => {
+                ApiError::invalid_param("amount_requested[value]", ErrorReason::AmountTooLarge, message)
+            }
             RecordError::UnexpectedState { .. } => {
                 ApiError::failed_precondition(ErrorReason::PaymentRecordUnexpectedState, message)
             }
-            RecordError::RefundNotPositive => ApiError::invalid_param(
-                "amount[value]",
-                ErrorReason::ParameterInvalidInteger,
-                message,
-            ),
+            RecordError::RefundNotPositive => {
+                ApiError::invalid_param("amount[value]", ErrorReason::ParameterInvalidInteger, message)
+            }
             RecordError::RefundCurrencyMismatch { .. } => {
                 ApiError::invalid_param("amount[currency]", ErrorReason::CurrencyMismatch, message)
             }
@@ -54,9 +50,7 @@ impl From<RecordError> for ApiError {
             }
             RecordError::RefundReferenceInUse(_) => refund_reference_in_use(message),
             // Only reachable with an absurd number of attempts: the record cannot take more.
-            RecordError::Overflow => {
-                ApiError::failed_precondition(ErrorReason::AmountTooLarge, message)
-            }
+            RecordError::Overflow => ApiError::failed_precondition(ErrorReason::AmountTooLarge, message),
         }
     }
 }

@@ -29,11 +29,7 @@ pub fn known_enum<T>(
     value
         .map(|v| {
             parse(v).ok_or_else(|| {
-                ApiError::invalid_param(
-                    field,
-                    ErrorReason::ParameterInvalid,
-                    format!("Invalid {field}: {v}"),
-                )
+                ApiError::invalid_param(field, ErrorReason::ParameterInvalid, format!("Invalid {field}: {v}"))
             })
         })
         .transpose()
@@ -78,10 +74,7 @@ pub fn payment_method(
     data: Option<&pb::PaymentIntentPaymentMethodDataParams>,
 ) -> Result<Option<String>, ApiError> {
     match (id.filter(|s| !s.is_empty()), data) {
-        (Some(_), Some(_)) => Err(ApiError::exclusive_params(
-            "payment_method",
-            "payment_method_data",
-        )),
+        (Some(_), Some(_)) => Err(ApiError::exclusive_params("payment_method", "payment_method_data")),
         (Some(id), None) => Ok(Some(id.to_owned())),
         (None, Some(data)) => {
             if data.r#type == pb::PaymentMethodType::UsBankAccount as i32 {
@@ -197,14 +190,11 @@ pub fn merge_method_options(
         )?;
         options.card = Some(pb::PaymentIntentCardOptions {
             capture_method: card.capture_method,
-            installments: card
-                .installments
-                .as_ref()
-                .map(|i| pb::PaymentIntentCardInstallments {
-                    available_plans: Vec::new(),
-                    enabled: i.enabled.unwrap_or(false),
-                    plan: i.plan,
-                }),
+            installments: card.installments.as_ref().map(|i| pb::PaymentIntentCardInstallments {
+                available_plans: Vec::new(),
+                enabled: i.enabled.unwrap_or(false),
+                plan: i.plan,
+            }),
             mandate_options: card.mandate_options.clone(),
             network: card.network,
             request_extended_authorization: card.request_extended_authorization,
@@ -245,9 +235,7 @@ pub fn amount_details(
     let mut line_items = Vec::with_capacity(params.line_items.len());
     for (i, item) in params.line_items.iter().enumerate() {
         if item.product_name.is_empty() {
-            return Err(ApiError::missing_param(&format!(
-                "amount_details[line_items][{i}][product_name]"
-            )));
+            return Err(ApiError::missing_param(&format!("amount_details[line_items][{i}][product_name]")));
         }
         if item.quantity < 1 {
             return Err(ApiError::invalid_param(
@@ -293,10 +281,7 @@ mod tests {
         assert_eq!(currency("currency", "usd").unwrap().as_str(), "usd");
         let e = currency("currency", "xx").unwrap_err();
         assert_eq!(e.reason_code(), "invalid_currency");
-        assert_eq!(
-            currency("currency", "").unwrap_err().reason_code(),
-            "parameter_missing"
-        );
+        assert_eq!(currency("currency", "").unwrap_err().reason_code(), "parameter_missing");
     }
 
     #[test]
@@ -312,23 +297,14 @@ mod tests {
             r#type: pb::PaymentMethodType::UsBankAccount as i32,
             ..Default::default()
         };
-        assert_eq!(
-            payment_method(None, Some(&data)).unwrap().as_deref(),
-            Some("pm_us_bank_account")
-        );
+        assert_eq!(payment_method(None, Some(&data)).unwrap().as_deref(), Some("pm_us_bank_account"));
         assert!(payment_method(Some("pm_card_visa"), Some(&data)).is_err());
     }
 
     #[test]
     fn shipping_needs_address_and_name() {
-        let mut s = settle_proto::common::v1::Shipping {
-            name: Some("A".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            shipping(Some(&s)).unwrap_err().field_violations[0].0,
-            "shipping[address]"
-        );
+        let mut s = settle_proto::common::v1::Shipping { name: Some("A".into()), ..Default::default() };
+        assert_eq!(shipping(Some(&s)).unwrap_err().field_violations[0].0, "shipping[address]");
         s.address = Some(Default::default());
         assert!(shipping(Some(&s)).unwrap().is_some());
         assert!(shipping(Some(&Default::default())).unwrap().is_none());

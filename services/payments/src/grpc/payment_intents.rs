@@ -54,16 +54,7 @@ async fn append_events(
 ) -> Result<(), ApiError> {
     let origin = EventOrigin::from(ctx);
     for event in events {
-        outbox::append(
-            tx,
-            state.db.backend(),
-            &origin,
-            event.event_type(),
-            &doc.id,
-            doc,
-            None,
-        )
-        .await?;
+        outbox::append(tx, state.db.backend(), &origin, event.event_type(), &doc.id, doc, None).await?;
     }
     Ok(())
 }
@@ -71,10 +62,7 @@ async fn append_events(
 /// Parameters that only make sense while confirming.
 fn confirm_only_params(req: &pb::CreatePaymentIntentRequest) -> Option<&'static str> {
     [
-        (
-            "error_on_requires_action",
-            req.error_on_requires_action.is_some(),
-        ),
+        ("error_on_requires_action", req.error_on_requires_action.is_some()),
         ("mandate", req.mandate.is_some()),
         ("mandate_data", req.mandate_data.is_some()),
         ("off_session", req.off_session.is_some()),
@@ -106,11 +94,10 @@ where
         return Err(not_found(id));
     }
     let mut tx = state.db.begin().await?;
-    let pending =
-        match idempotency::claim(&mut tx, state.db.backend(), ctx, method, request).await? {
-            Claim::Replay(stored) => return Ok(stored),
-            Claim::Fresh(pending) => pending,
-        };
+    let pending = match idempotency::claim(&mut tx, state.db.backend(), ctx, method, request).await? {
+        Claim::Replay(stored) => return Ok(stored),
+        Claim::Fresh(pending) => pending,
+    };
     let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.account(), id)
         .await?
         .ok_or_else(|| not_found(id))?;
@@ -165,12 +152,9 @@ impl PaymentIntentsApi {
         let capture_method = params::capture_method("capture_method", req.capture_method)?
             .unwrap_or(crate::domain::payment_intent::CaptureMethod::Automatic);
         let customer = params::customer("customer", req.customer.as_deref())?;
-        let payment_method = params::payment_method(
-            req.payment_method.as_deref(),
-            req.payment_method_data.as_ref(),
-        )?;
-        let payment_method_types =
-            params::method_types("payment_method_types", &req.payment_method_types)?;
+        let payment_method =
+            params::payment_method(req.payment_method.as_deref(), req.payment_method_data.as_ref())?;
+        let payment_method_types = params::method_types("payment_method_types", &req.payment_method_types)?;
         Descriptive {
             description: req.description.as_deref(),
             receipt_email: req.receipt_email.as_deref(),
@@ -211,17 +195,12 @@ impl PaymentIntentsApi {
             livemode: ctx.livemode(),
             metadata: req.metadata.clone(),
             payment_details: req.payment_details.clone(),
-            payment_method_options: params::merge_method_options(
-                None,
-                req.payment_method_options.as_ref(),
-            )?,
+            payment_method_options: params::merge_method_options(None, req.payment_method_options.as_ref())?,
             receipt_email: params::non_empty(req.receipt_email.as_ref()),
             setup_future_usage: req.setup_future_usage,
             shipping,
             statement_descriptor: params::non_empty(req.statement_descriptor.as_ref()),
-            statement_descriptor_suffix: params::non_empty(
-                req.statement_descriptor_suffix.as_ref(),
-            ),
+            statement_descriptor_suffix: params::non_empty(req.statement_descriptor_suffix.as_ref()),
             transfer_group: params::non_empty(req.transfer_group.as_ref()),
             ..Default::default()
         };
@@ -229,11 +208,10 @@ impl PaymentIntentsApi {
 
         let state = &self.state;
         let mut tx = state.db.begin().await?;
-        let pending =
-            match idempotency::claim(&mut tx, state.db.backend(), ctx, CREATE, &req).await? {
-                Claim::Replay(stored) => return Ok(stored),
-                Claim::Fresh(pending) => pending,
-            };
+        let pending = match idempotency::claim(&mut tx, state.db.backend(), ctx, CREATE, &req).await? {
+            Claim::Replay(stored) => return Ok(stored),
+            Claim::Fresh(pending) => pending,
+        };
         store::insert(&mut tx, ctx.account(), &doc).await?;
         append_events(&mut tx, state, ctx, &doc, &events).await?;
         pending.record(&mut tx, &doc).await?;
@@ -257,16 +235,7 @@ impl PaymentIntentsApi {
         M: prost::Message,
         F: FnOnce(&mut PaymentIntent, &mut pb::PaymentIntent) -> Result<Vec<IntentEvent>, ApiError>,
     {
-        mutate_intent(
-            &self.state,
-            ctx,
-            method,
-            request,
-            id,
-            refuse_if_attached,
-            change,
-        )
-        .await
+        mutate_intent(&self.state, ctx, method, request, id, refuse_if_attached, change).await
     }
 
     async fn update(
@@ -281,34 +250,16 @@ impl PaymentIntentsApi {
             None,
             req.payment_method_configuration.as_deref(),
         )?;
-        let currency = req
-            .currency
-            .as_deref()
-            .map(|c| params::currency("currency", c))
-            .transpose()?;
+        let currency = req.currency.as_deref().map(|c| params::currency("currency", c)).transpose()?;
         let capture_method = params::capture_method("capture_method", req.capture_method)?;
-        let customer = req
-            .customer
-            .as_deref()
-            .map(|c| params::customer("customer", Some(c)))
-            .transpose()?;
-        let payment_method = params::payment_method(
-            req.payment_method.as_deref(),
-            req.payment_method_data.as_ref(),
-        )?
-        .or_else(|| {
-            req.payment_method
-                .as_ref()
-                .filter(|p| p.is_empty())
-                .cloned()
-        });
+        let customer = req.customer.as_deref().map(|c| params::customer("customer", Some(c))).transpose()?;
+        let payment_method =
+            params::payment_method(req.payment_method.as_deref(), req.payment_method_data.as_ref())?
+                .or_else(|| req.payment_method.as_ref().filter(|p| p.is_empty()).cloned());
         let method_types = if req.payment_method_types.is_empty() {
             None
         } else {
-            Some(params::method_types(
-                "payment_method_types",
-                &req.payment_method_types,
-            )?)
+            Some(params::method_types("payment_method_types", &req.payment_method_types)?)
         };
         Descriptive {
             description: req.description.as_deref(),
@@ -318,11 +269,7 @@ impl PaymentIntentsApi {
             metadata: &req.metadata,
         }
         .check()?;
-        let shipping = req
-            .shipping
-            .as_ref()
-            .map(|s| params::shipping(Some(s)))
-            .transpose()?;
+        let shipping = req.shipping.as_ref().map(|s| params::shipping(Some(s))).transpose()?;
         let id = req.id.clone();
 
         // What an attached invoice counted must not change under it.
@@ -383,8 +330,7 @@ impl PaymentIntentsApi {
                 doc.setup_future_usage = (usage != 0).then_some(usage);
             }
             if let Some(excluded) = &req.excluded_payment_method_types {
-                doc.excluded_payment_method_types
-                    .clone_from(&excluded.values);
+                doc.excluded_payment_method_types.clone_from(&excluded.values);
             }
             if req.hooks.is_some() {
                 doc.hooks.clone_from(&req.hooks);
@@ -410,45 +356,35 @@ impl PaymentIntentsApi {
     ) -> Result<pb::PaymentIntent, ApiError> {
         validate::unsupported(
             "confirmation_token",
-            req.confirmation_token
-                .as_deref()
-                .is_some_and(|t| !t.is_empty()),
+            req.confirmation_token.as_deref().is_some_and(|t| !t.is_empty()),
             "settle has no ConfirmationTokens",
         )?;
         let capture_method = params::capture_method("capture_method", req.capture_method)?;
-        let payment_method = params::payment_method(
-            req.payment_method.as_deref(),
-            req.payment_method_data.as_ref(),
-        )?;
+        let payment_method =
+            params::payment_method(req.payment_method.as_deref(), req.payment_method_data.as_ref())?;
         let method_types = if req.payment_method_types.is_empty() {
             None
         } else {
-            Some(params::method_types(
-                "payment_method_types",
-                &req.payment_method_types,
-            )?)
+            Some(params::method_types("payment_method_types", &req.payment_method_types)?)
         };
         if let Some(email) = req.receipt_email.as_deref().filter(|e| !e.is_empty()) {
             validate::email("receipt_email", email)?;
         }
-        let shipping = req
-            .shipping
-            .as_ref()
-            .map(|s| params::shipping(Some(s)))
-            .transpose()?;
+        let shipping = req.shipping.as_ref().map(|s| params::shipping(Some(s))).transpose()?;
         let id = req.id.clone();
         self.mutate(ctx, CONFIRM, &req, &id, None, |intent, doc| {
             if let Some(secret) = req.client_secret.as_deref() {
                 check_client_secret(doc, secret)?;
             }
             if let Some(amount) = req.amount_to_confirm
-                && amount != intent.amount.get() {
-                    return Err(ApiError::invalid_param(
-                        "amount_to_confirm",
-                        ErrorReason::PaymentIntentInvalidParameter,
-                        "settle has no partial authorizations: amount_to_confirm must equal the intent's amount.",
-                    ));
-                }
+                && amount != intent.amount.get()
+            {
+                return Err(ApiError::invalid_param(
+                    "amount_to_confirm",
+                    ErrorReason::PaymentIntentInvalidParameter,
+                    "settle has no partial authorizations: amount_to_confirm must equal the intent's amount.",
+                ));
+            }
             if let Some(capture_method) = capture_method {
                 intent.set_capture_method(capture_method)?;
             }
@@ -476,8 +412,10 @@ impl PaymentIntentsApi {
             if req.payment_details.is_some() {
                 doc.payment_details.clone_from(&req.payment_details);
             }
-            doc.payment_method_options =
-                params::merge_method_options(doc.payment_method_options.take(), req.payment_method_options.as_ref())?;
+            doc.payment_method_options = params::merge_method_options(
+                doc.payment_method_options.take(),
+                req.payment_method_options.as_ref(),
+            )?;
             Ok(intent.confirm(payment_method.as_deref(), IdPrefix::Charge.generate())?)
         })
         .await
@@ -500,16 +438,8 @@ impl PaymentIntentsApi {
             req.final_capture == Some(false),
             "settle has no multicapture",
         )?;
-        validate::max_len(
-            "statement_descriptor",
-            req.statement_descriptor.as_deref(),
-            22,
-        )?;
-        validate::max_len(
-            "statement_descriptor_suffix",
-            req.statement_descriptor_suffix.as_deref(),
-            22,
-        )?;
+        validate::max_len("statement_descriptor", req.statement_descriptor.as_deref(), 22)?;
+        validate::max_len("statement_descriptor_suffix", req.statement_descriptor_suffix.as_deref(), 22)?;
         validate::metadata("metadata", &req.metadata)?;
         let id = req.id.clone();
         self.mutate(ctx, CAPTURE, &req, &id, None, |intent, doc| {
@@ -552,10 +482,7 @@ impl PaymentIntentsApi {
         };
         let id = req.id.clone();
         let now = now_unix();
-        self.mutate(ctx, CANCEL, &req, &id, None, |intent, _doc| {
-            Ok(intent.cancel(reason, now)?)
-        })
-        .await
+        self.mutate(ctx, CANCEL, &req, &id, None, |intent, _doc| Ok(intent.cancel(reason, now)?)).await
     }
 
     async fn get(
@@ -566,9 +493,8 @@ impl PaymentIntentsApi {
         if !IdPrefix::PaymentIntent.matches(&req.id) {
             return Err(not_found(&req.id));
         }
-        let doc = store::find(&self.state.db, ctx.account(), &req.id)
-            .await?
-            .ok_or_else(|| not_found(&req.id))?;
+        let doc =
+            store::find(&self.state.db, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
         if let Some(secret) = req.client_secret.as_deref() {
             check_client_secret(&doc, secret)?;
         }
@@ -582,9 +508,7 @@ impl PaymentIntentsApi {
     ) -> Result<pb::ListPaymentIntentsResponse, ApiError> {
         validate::unsupported(
             "customer_account",
-            req.customer_account
-                .as_deref()
-                .is_some_and(|c| !c.is_empty()),
+            req.customer_account.as_deref().is_some_and(|c| !c.is_empty()),
             "filter by customer instead",
         )?;
         let customer = params::customer("customer", req.customer.as_deref())?;
@@ -594,15 +518,9 @@ impl PaymentIntentsApi {
             req.ending_before.as_deref(),
             IdPrefix::PaymentIntent,
         )?;
-        let filter = ListFilter {
-            customer,
-            created: req.created,
-        };
+        let filter = ListFilter { customer, created: req.created };
         let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
-        Ok(pb::ListPaymentIntentsResponse {
-            data: page.data,
-            has_more: page.has_more,
-        })
+        Ok(pb::ListPaymentIntentsResponse { data: page.data, has_more: page.has_more })
     }
 
     async fn search(
@@ -623,13 +541,8 @@ impl PaymentIntentsApi {
             }
             None => None,
         };
-        let (page, total) =
-            store::search(&self.state.db, ctx.account(), &query, after, limit).await?;
-        let next_page = if page.has_more {
-            page.data.last().map(|last| last.id.clone())
-        } else {
-            None
-        };
+        let (page, total) = store::search(&self.state.db, ctx.account(), &query, after, limit).await?;
+        let next_page = if page.has_more { page.data.last().map(|last| last.id.clone()) } else { None };
         Ok(pb::SearchPaymentIntentsResponse {
             data: page.data,
             has_more: page.has_more,
@@ -658,9 +571,7 @@ impl PaymentIntentService for PaymentIntentsApi {
         request: Request<pb::CreatePaymentIntentRequest>,
     ) -> Result<Response<pb::PaymentIntent>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.create(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.create(&ctx, request.into_inner()).await?))
     }
 
     async fn get_payment_intent(
@@ -676,9 +587,7 @@ impl PaymentIntentService for PaymentIntentsApi {
         request: Request<pb::UpdatePaymentIntentRequest>,
     ) -> Result<Response<pb::PaymentIntent>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.update(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.update(&ctx, request.into_inner()).await?))
     }
 
     async fn confirm_payment_intent(
@@ -686,9 +595,7 @@ impl PaymentIntentService for PaymentIntentsApi {
         request: Request<pb::ConfirmPaymentIntentRequest>,
     ) -> Result<Response<pb::PaymentIntent>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.confirm(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.confirm(&ctx, request.into_inner()).await?))
     }
 
     async fn capture_payment_intent(
@@ -696,9 +603,7 @@ impl PaymentIntentService for PaymentIntentsApi {
         request: Request<pb::CapturePaymentIntentRequest>,
     ) -> Result<Response<pb::PaymentIntent>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.capture(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.capture(&ctx, request.into_inner()).await?))
     }
 
     async fn cancel_payment_intent(
@@ -706,9 +611,7 @@ impl PaymentIntentService for PaymentIntentsApi {
         request: Request<pb::CancelPaymentIntentRequest>,
     ) -> Result<Response<pb::PaymentIntent>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.cancel(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.cancel(&ctx, request.into_inner()).await?))
     }
 
     async fn list_payment_intents(
@@ -724,8 +627,6 @@ impl PaymentIntentService for PaymentIntentsApi {
         request: Request<pb::SearchPaymentIntentsRequest>,
     ) -> Result<Response<pb::SearchPaymentIntentsResponse>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.search(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.search(&ctx, request.into_inner()).await?))
     }
 }

@@ -30,11 +30,9 @@ use crate::store::payment_records::{self as store, ListFilter};
 
 const REPORT_PAYMENT: &str = "/settle.payments.v1.PaymentRecordService/ReportPayment";
 const REPORT_ATTEMPT: &str = "/settle.payments.v1.PaymentRecordService/ReportPaymentAttempt";
-const REPORT_CANCELED: &str =
-    "/settle.payments.v1.PaymentRecordService/ReportPaymentAttemptCanceled";
+const REPORT_CANCELED: &str = "/settle.payments.v1.PaymentRecordService/ReportPaymentAttemptCanceled";
 const REPORT_FAILED: &str = "/settle.payments.v1.PaymentRecordService/ReportPaymentAttemptFailed";
-const REPORT_GUARANTEED: &str =
-    "/settle.payments.v1.PaymentRecordService/ReportPaymentAttemptGuaranteed";
+const REPORT_GUARANTEED: &str = "/settle.payments.v1.PaymentRecordService/ReportPaymentAttemptGuaranteed";
 const REPORT_INFORMATIONAL: &str =
     "/settle.payments.v1.PaymentRecordService/ReportPaymentAttemptInformational";
 const REPORT_REFUND: &str = "/settle.payments.v1.PaymentRecordService/ReportRefund";
@@ -85,12 +83,7 @@ impl Loaded {
             ));
         }
         for (attempt, doc) in attempts.into_iter().zip(self.attempts.iter_mut()) {
-            render_attempt(
-                &self.record,
-                attempt,
-                &self.record.attempt_amounts(attempt)?,
-                doc,
-            );
+            render_attempt(&self.record, attempt, &self.record.attempt_amounts(attempt)?, doc);
         }
         Ok(())
     }
@@ -116,10 +109,7 @@ struct Change {
 
 impl From<Vec<RecordEvent>> for Change {
     fn from(events: Vec<RecordEvent>) -> Self {
-        Change {
-            events,
-            refund: None,
-        }
+        Change { events, refund: None }
     }
 }
 
@@ -133,16 +123,7 @@ async fn append_events(
 ) -> Result<(), ApiError> {
     let origin = EventOrigin::from(ctx);
     for event in events {
-        outbox::append(
-            tx,
-            state.db.backend(),
-            &origin,
-            event.event_type(),
-            &doc.id,
-            doc,
-            None,
-        )
-        .await?;
+        outbox::append(tx, state.db.backend(), &origin, event.event_type(), &doc.id, doc, None).await?;
     }
     Ok(())
 }
@@ -156,14 +137,8 @@ impl PaymentRecordsApi {
         let now = now_unix();
         let (currency, amount) = rp::amount("amount_requested", req.amount_requested.as_ref())?;
         let initiated_at = rp::required_time("initiated_at", req.initiated_at, now)?;
-        let payment_method_details =
-            rp::payment_method_details(req.payment_method_details.as_ref())?;
-        let outcome = rp::outcome(
-            req.outcome,
-            req.failed.as_ref(),
-            req.guaranteed.as_ref(),
-            now,
-        )?;
+        let payment_method_details = rp::payment_method_details(req.payment_method_details.as_ref())?;
+        let outcome = rp::outcome(req.outcome, req.failed.as_ref(), req.guaranteed.as_ref(), now)?;
         let processor_details = rp::processor_details(req.processor_details.as_ref())?;
         let customer_details = rp::customer_details(req.customer_details.as_ref())?;
         let customer_presence = rp::customer_presence(req.customer_presence)?;
@@ -195,21 +170,16 @@ impl PaymentRecordsApi {
             ..Default::default()
         };
         let attempt = first_attempt(&doc);
-        let mut loaded = Loaded {
-            record,
-            doc,
-            attempts: vec![attempt],
-        };
+        let mut loaded = Loaded { record, doc, attempts: vec![attempt] };
         loaded.render()?;
 
         let state = &self.state;
         let mut tx = state.db.begin().await?;
-        let pending =
-            match idempotency::claim(&mut tx, state.db.backend(), ctx, REPORT_PAYMENT, &req).await?
-            {
-                Claim::Replay(stored) => return Ok(stored),
-                Claim::Fresh(pending) => pending,
-            };
+        let pending = match idempotency::claim(&mut tx, state.db.backend(), ctx, REPORT_PAYMENT, &req).await?
+        {
+            Claim::Replay(stored) => return Ok(stored),
+            Claim::Fresh(pending) => pending,
+        };
         store::insert(&mut tx, ctx.account(), &loaded.doc).await?;
         for attempt in &loaded.attempts {
             store::insert_attempt(&mut tx, ctx.account(), attempt).await?;
@@ -241,32 +211,20 @@ impl PaymentRecordsApi {
         let state = &self.state;
         let account = ctx.account();
         let mut tx = state.db.begin().await?;
-        let pending =
-            match idempotency::claim(&mut tx, state.db.backend(), ctx, method, request).await? {
-                Claim::Replay(stored) => return Ok(stored),
-                Claim::Fresh(pending) => pending,
-            };
+        let pending = match idempotency::claim(&mut tx, state.db.backend(), ctx, method, request).await? {
+            Claim::Replay(stored) => return Ok(stored),
+            Claim::Fresh(pending) => pending,
+        };
         let doc = store::find_for_update(&mut tx, state.db.backend(), account, id)
             .await?
             .ok_or_else(|| not_found(id))?;
         let stored = store::attempts_of(&mut tx, account, id).await?;
         let record = record_from_documents(&doc, &stored)?;
-        let customer_before = doc
-            .customer_details
-            .as_ref()
-            .and_then(|d| d.customer.clone());
-        let mut loaded = Loaded {
-            record,
-            doc,
-            attempts: stored.clone(),
-        };
+        let customer_before = doc.customer_details.as_ref().and_then(|d| d.customer.clone());
+        let mut loaded = Loaded { record, doc, attempts: stored.clone() };
         let change = change(&mut loaded)?;
         loaded.render()?;
-        let customer_after = loaded
-            .doc
-            .customer_details
-            .as_ref()
-            .and_then(|d| d.customer.clone());
+        let customer_after = loaded.doc.customer_details.as_ref().and_then(|d| d.customer.clone());
         if customer_after != customer_before {
             // An attached invoice counted this record for its customer; the record's row lock
             // serializes this check with ReserveAttachment, which locks it too.
@@ -283,11 +241,8 @@ impl PaymentRecordsApi {
         }
 
         if let Some((reference, metadata)) = change.refund {
-            let Some(refund) = loaded
-                .doc
-                .reported_refunds
-                .iter_mut()
-                .find(|r| r.refund_reference == reference)
+            let Some(refund) =
+                loaded.doc.reported_refunds.iter_mut().find(|r| r.refund_reference == reference)
             else {
                 return Err(ApiError::internal(
                     "A reported refund could not be recorded",
@@ -330,30 +285,17 @@ impl PaymentRecordsApi {
     ) -> Result<pb::PaymentRecord, ApiError> {
         let now = now_unix();
         let initiated_at = rp::required_time("initiated_at", req.initiated_at, now)?;
-        let outcome = rp::outcome(
-            req.outcome,
-            req.failed.as_ref(),
-            req.guaranteed.as_ref(),
-            now,
-        )?;
-        let payment_method_details = req
-            .payment_method_details
-            .as_ref()
-            .map(|m| rp::payment_method_details(Some(m)))
-            .transpose()?;
+        let outcome = rp::outcome(req.outcome, req.failed.as_ref(), req.guaranteed.as_ref(), now)?;
+        let payment_method_details =
+            req.payment_method_details.as_ref().map(|m| rp::payment_method_details(Some(m))).transpose()?;
         rp::description(req.description.as_ref())?;
-        let shipping_details = req
-            .shipping_details
-            .as_ref()
-            .map(|s| rp::shipping_details(Some(s)))
-            .transpose()?;
+        let shipping_details =
+            req.shipping_details.as_ref().map(|s| rp::shipping_details(Some(s))).transpose()?;
         rp::metadata(&req.metadata)?;
         let id = req.id.clone();
         self.mutate(ctx, REPORT_ATTEMPT, &req, &id, |loaded| {
             let attempt_id = IdPrefix::PaymentAttemptRecord.generate();
-            let events = loaded
-                .record
-                .report_attempt(attempt_id, initiated_at, outcome)?;
+            let events = loaded.record.report_attempt(attempt_id, initiated_at, outcome)?;
             // The record shows its latest attempt's payment method; description and shipping
             // belong to the attempt, defaulting to the record's.
             if let Some(details) = payment_method_details {
@@ -362,9 +304,8 @@ impl PaymentRecordsApi {
             let previous = loaded.attempts.last();
             let mut attempt = first_attempt(&loaded.doc);
             attempt.created = now;
-            attempt.processor_details = previous
-                .and_then(|p| p.processor_details.clone())
-                .or(attempt.processor_details);
+            attempt.processor_details =
+                previous.and_then(|p| p.processor_details.clone()).or(attempt.processor_details);
             if let Some(description) = &req.description {
                 attempt.description = non_empty(Some(description));
             }
@@ -402,23 +343,16 @@ impl PaymentRecordsApi {
         ctx: &RequestContext,
         req: pb::ReportPaymentAttemptInformationalRequest,
     ) -> Result<pb::PaymentRecord, ApiError> {
-        let customer_details = req
-            .customer_details
-            .as_ref()
-            .map(|c| rp::customer_details(Some(c)))
-            .transpose()?;
+        let customer_details =
+            req.customer_details.as_ref().map(|c| rp::customer_details(Some(c))).transpose()?;
         rp::description(req.description.as_ref())?;
-        let shipping_details = req
-            .shipping_details
-            .as_ref()
-            .map(|s| rp::shipping_details(Some(s)))
-            .transpose()?;
+        let shipping_details =
+            req.shipping_details.as_ref().map(|s| rp::shipping_details(Some(s))).transpose()?;
         rp::metadata(&req.metadata)?;
         let id = req.id.clone();
         self.mutate(ctx, REPORT_INFORMATIONAL, &req, &id, |loaded| {
-            let customer = customer_details
-                .as_ref()
-                .map(|details| details.as_ref().and_then(|d| d.customer.clone()));
+            let customer =
+                customer_details.as_ref().map(|details| details.as_ref().and_then(|d| d.customer.clone()));
             let events = loaded.record.report_informational(customer);
             if let Some(details) = customer_details {
                 loaded.doc.customer_details = details;
@@ -443,11 +377,7 @@ impl PaymentRecordsApi {
         let now = now_unix();
         rp::refund_outcome(req.outcome)?;
         let reference = rp::refund_reference(req.processor_details.as_ref())?;
-        let amount = req
-            .amount
-            .as_ref()
-            .map(|a| rp::amount("amount", Some(a)))
-            .transpose()?;
+        let amount = req.amount.as_ref().map(|a| rp::amount("amount", Some(a))).transpose()?;
         let initiated_at = rp::optional_time("initiated_at", req.initiated_at, now)?;
         let refunded_at = req
             .refunded
@@ -458,19 +388,11 @@ impl PaymentRecordsApi {
         let id = req.id.clone();
         self.mutate(ctx, REPORT_REFUND, &req, &id, |loaded| {
             let events = loaded.record.report_refund(
-                NewRefund {
-                    reference: reference.clone(),
-                    amount,
-                    initiated_at,
-                    refunded_at,
-                },
+                NewRefund { reference: reference.clone(), amount, initiated_at, refunded_at },
                 now,
             )?;
             loaded.merge_metadata(&req.metadata)?;
-            Ok(Change {
-                events,
-                refund: Some((reference, new_metadata(&req.metadata))),
-            })
+            Ok(Change { events, refund: Some((reference, new_metadata(&req.metadata))) })
         })
         .await
     }
@@ -483,9 +405,7 @@ impl PaymentRecordsApi {
         if !IdPrefix::PaymentRecord.matches(&req.id) {
             return Err(not_found(&req.id));
         }
-        store::find(&self.state.db, ctx.account(), &req.id)
-            .await?
-            .ok_or_else(|| not_found(&req.id))
+        store::find(&self.state.db, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))
     }
 
     async fn list(
@@ -499,15 +419,9 @@ impl PaymentRecordsApi {
             req.ending_before.as_deref(),
             IdPrefix::PaymentRecord,
         )?;
-        let filter = ListFilter {
-            created_after: req.created_after,
-            created_before: req.created_before,
-        };
+        let filter = ListFilter { created_after: req.created_after, created_before: req.created_before };
         let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
-        Ok(pb::ListPaymentRecordsResponse {
-            data: page.data,
-            has_more: page.has_more,
-        })
+        Ok(pb::ListPaymentRecordsResponse { data: page.data, has_more: page.has_more })
     }
 
     async fn get_attempt(
@@ -519,9 +433,7 @@ impl PaymentRecordsApi {
         if !IdPrefix::PaymentAttemptRecord.matches(&req.id) {
             return Err(missing());
         }
-        store::find_attempt(&self.state.db, ctx.account(), &req.id)
-            .await?
-            .ok_or_else(missing)
+        store::find_attempt(&self.state.db, ctx.account(), &req.id).await?.ok_or_else(missing)
     }
 
     async fn list_attempts(
@@ -544,17 +456,11 @@ impl PaymentRecordsApi {
             IdPrefix::PaymentAttemptRecord,
         )?;
         let db = &self.state.db;
-        if store::find(db, ctx.account(), &req.payment_record)
-            .await?
-            .is_none()
-        {
+        if store::find(db, ctx.account(), &req.payment_record).await?.is_none() {
             return Err(missing());
         }
         let page = store::list_attempts(db, ctx.account(), &req.payment_record, &page).await?;
-        Ok(pb::ListPaymentAttemptRecordsResponse {
-            data: page.data,
-            has_more: page.has_more,
-        })
+        Ok(pb::ListPaymentAttemptRecordsResponse { data: page.data, has_more: page.has_more })
     }
 }
 
@@ -582,9 +488,7 @@ impl PaymentRecordService for PaymentRecordsApi {
         request: Request<pb::ReportPaymentRequest>,
     ) -> Result<Response<pb::PaymentRecord>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.report_payment(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.report_payment(&ctx, request.into_inner()).await?))
     }
 
     async fn report_payment_attempt(
@@ -592,9 +496,7 @@ impl PaymentRecordService for PaymentRecordsApi {
         request: Request<pb::ReportPaymentAttemptRequest>,
     ) -> Result<Response<pb::PaymentRecord>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.report_attempt(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.report_attempt(&ctx, request.into_inner()).await?))
     }
 
     async fn report_payment_attempt_canceled(
@@ -620,9 +522,7 @@ impl PaymentRecordService for PaymentRecordsApi {
         let req = request.into_inner();
         let at = rp::required_time("failed_at", req.failed_at, now_unix())?;
         let record = self
-            .report_outcome(&ctx, REPORT_FAILED, &req, &req.id, &req.metadata, |r| {
-                Ok(r.report_failed(at)?)
-            })
+            .report_outcome(&ctx, REPORT_FAILED, &req, &req.id, &req.metadata, |r| Ok(r.report_failed(at)?))
             .await?;
         Ok(Response::new(record))
     }
@@ -647,10 +547,7 @@ impl PaymentRecordService for PaymentRecordsApi {
         request: Request<pb::ReportPaymentAttemptInformationalRequest>,
     ) -> Result<Response<pb::PaymentRecord>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.report_informational(&ctx, request.into_inner())
-                .await?,
-        ))
+        Ok(Response::new(self.report_informational(&ctx, request.into_inner()).await?))
     }
 
     async fn report_refund(
@@ -658,9 +555,7 @@ impl PaymentRecordService for PaymentRecordsApi {
         request: Request<pb::ReportRefundRequest>,
     ) -> Result<Response<pb::PaymentRecord>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.report_refund(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.report_refund(&ctx, request.into_inner()).await?))
     }
 
     async fn get_payment_record(
@@ -684,9 +579,7 @@ impl PaymentRecordService for PaymentRecordsApi {
         request: Request<pb::GetPaymentAttemptRecordRequest>,
     ) -> Result<Response<pb::PaymentAttemptRecord>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.get_attempt(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.get_attempt(&ctx, request.into_inner()).await?))
     }
 
     async fn list_payment_attempt_records(
@@ -694,8 +587,6 @@ impl PaymentRecordService for PaymentRecordsApi {
         request: Request<pb::ListPaymentAttemptRecordsRequest>,
     ) -> Result<Response<pb::ListPaymentAttemptRecordsResponse>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.list_attempts(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.list_attempts(&ctx, request.into_inner()).await?))
     }
 }

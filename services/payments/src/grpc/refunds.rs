@@ -71,8 +71,7 @@ impl NewRefund {
         )?;
         validate::unsupported(
             "origin",
-            req.origin
-                .is_some_and(|o| o != pb::RefundOrigin::Unspecified as i32),
+            req.origin.is_some_and(|o| o != pb::RefundOrigin::Unspecified as i32),
             "customer balances live in the invoices service, where credit notes credit them",
         )?;
         validate::unsupported(
@@ -128,10 +127,7 @@ pub async fn refund_in(
 ) -> Result<pb::Refund, ApiError> {
     let account = origin.account.as_str();
     let intent_id = match &new.request.target {
-        RefundTarget::PaymentIntent(id)
-        | RefundTarget::Both {
-            payment_intent: id, ..
-        } => id.clone(),
+        RefundTarget::PaymentIntent(id) | RefundTarget::Both { payment_intent: id, .. } => id.clone(),
         RefundTarget::Charge(charge) => intents::find_id_by_charge(tx, account, charge)
             .await?
             .ok_or_else(|| RefundError::UnknownCharge(charge.clone()))?,
@@ -143,12 +139,8 @@ pub async fn refund_in(
     let refunded = intents::amount_refunded(tx, account, &intent_id)
         .await?
         .ok_or_else(|| intent_not_found(&intent_id))?;
-    let (refund, _) = refund::create(
-        IdPrefix::Refund.generate(),
-        &intent,
-        Amount::new(refunded),
-        &new.request,
-    )?;
+    let (refund, _) =
+        refund::create(IdPrefix::Refund.generate(), &intent, Amount::new(refunded), &new.request)?;
     match intents::add_refunded(tx, account, &intent_id, refund.amount.get()).await? {
         AddRefunded::Added => {}
         // Only reachable if the row lock failed us: the CHECK constraint caught it.
@@ -187,9 +179,7 @@ fn previous_metadata(
         .chain(after.keys())
         .filter(|key| before.get(*key) != after.get(*key))
         .map(|key| {
-            let old = before
-                .get(key)
-                .map_or(serde_json::Value::Null, |v| v.clone().into());
+            let old = before.get(key).map_or(serde_json::Value::Null, |v| v.clone().into());
             (key.clone(), old)
         })
         .collect();
@@ -205,11 +195,10 @@ impl RefundsApi {
         let new = NewRefund::parse(&req)?;
         let state = &self.state;
         let mut tx = state.db.begin().await?;
-        let pending =
-            match idempotency::claim(&mut tx, state.db.backend(), ctx, CREATE, &req).await? {
-                Claim::Replay(stored) => return Ok(stored),
-                Claim::Fresh(pending) => pending,
-            };
+        let pending = match idempotency::claim(&mut tx, state.db.backend(), ctx, CREATE, &req).await? {
+            Claim::Replay(stored) => return Ok(stored),
+            Claim::Fresh(pending) => pending,
+        };
         let doc = refund_in(&mut tx, state.db.backend(), &EventOrigin::from(ctx), new).await?;
         pending.record(&mut tx, &doc).await?;
         tx.commit().await?;
@@ -217,17 +206,11 @@ impl RefundsApi {
         Ok(doc)
     }
 
-    async fn get(
-        &self,
-        ctx: &RequestContext,
-        req: pb::GetRefundRequest,
-    ) -> Result<pb::Refund, ApiError> {
+    async fn get(&self, ctx: &RequestContext, req: pb::GetRefundRequest) -> Result<pb::Refund, ApiError> {
         if !IdPrefix::Refund.matches(&req.id) {
             return Err(not_found(&req.id));
         }
-        store::find(&self.state.db, ctx.account(), &req.id)
-            .await?
-            .ok_or_else(|| not_found(&req.id))
+        store::find(&self.state.db, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))
     }
 
     async fn update(
@@ -241,11 +224,10 @@ impl RefundsApi {
         validate::metadata("metadata", &req.metadata)?;
         let state = &self.state;
         let mut tx = state.db.begin().await?;
-        let pending =
-            match idempotency::claim(&mut tx, state.db.backend(), ctx, UPDATE, &req).await? {
-                Claim::Replay(stored) => return Ok(stored),
-                Claim::Fresh(pending) => pending,
-            };
+        let pending = match idempotency::claim(&mut tx, state.db.backend(), ctx, UPDATE, &req).await? {
+            Claim::Replay(stored) => return Ok(stored),
+            Claim::Fresh(pending) => pending,
+        };
         let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.account(), &req.id)
             .await?
             .ok_or_else(|| not_found(&req.id))?;
@@ -281,20 +263,16 @@ impl RefundsApi {
         ctx: &RequestContext,
         req: pb::ListRefundsRequest,
     ) -> Result<pb::ListRefundsResponse, ApiError> {
-        let id_filter = |field: &str, value: Option<&String>, kind: IdPrefix| match value
-            .filter(|v| !v.is_empty())
-        {
-            None => Ok(None),
-            Some(id) if kind.matches(id) => Ok(Some(id.clone())),
-            Some(_) => Err(ApiError::invalid_param(
-                field,
-                ErrorReason::ParameterInvalid,
-                format!(
-                    "Invalid {field}: expected the id of a {} ({kind}…).",
-                    kind.object_name()
-                ),
-            )),
-        };
+        let id_filter =
+            |field: &str, value: Option<&String>, kind: IdPrefix| match value.filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(id) if kind.matches(id) => Ok(Some(id.clone())),
+                Some(_) => Err(ApiError::invalid_param(
+                    field,
+                    ErrorReason::ParameterInvalid,
+                    format!("Invalid {field}: expected the id of a {} ({kind}…).", kind.object_name()),
+                )),
+            };
         let filter = ListFilter {
             payment_intent: id_filter(
                 "payment_intent",
@@ -311,10 +289,7 @@ impl RefundsApi {
             IdPrefix::Refund,
         )?;
         let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
-        Ok(pb::ListRefundsResponse {
-            data: page.data,
-            has_more: page.has_more,
-        })
+        Ok(pb::ListRefundsResponse { data: page.data, has_more: page.has_more })
     }
 }
 
@@ -325,9 +300,7 @@ impl RefundService for RefundsApi {
         request: Request<pb::CreateRefundRequest>,
     ) -> Result<Response<pb::Refund>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.create(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.create(&ctx, request.into_inner()).await?))
     }
 
     async fn get_refund(
@@ -343,9 +316,7 @@ impl RefundService for RefundsApi {
         request: Request<pb::UpdateRefundRequest>,
     ) -> Result<Response<pb::Refund>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.update(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.update(&ctx, request.into_inner()).await?))
     }
 
     async fn list_refunds(
@@ -362,10 +333,7 @@ mod tests {
     use super::*;
 
     fn request() -> pb::CreateRefundRequest {
-        pb::CreateRefundRequest {
-            payment_intent: Some("pi_123".into()),
-            ..Default::default()
-        }
+        pb::CreateRefundRequest { payment_intent: Some("pi_123".into()), ..Default::default() }
     }
 
     fn refused_field(req: pb::CreateRefundRequest) -> (String, String) {
@@ -377,19 +345,10 @@ mod tests {
     fn parameters_settle_cannot_honour_are_refused_by_name() {
         let cases = [
             (
-                pb::CreateRefundRequest {
-                    refund_application_fee: Some(true),
-                    ..request()
-                },
+                pb::CreateRefundRequest { refund_application_fee: Some(true), ..request() },
                 "refund_application_fee",
             ),
-            (
-                pb::CreateRefundRequest {
-                    reverse_transfer: Some(true),
-                    ..request()
-                },
-                "reverse_transfer",
-            ),
+            (pb::CreateRefundRequest { reverse_transfer: Some(true), ..request() }, "reverse_transfer"),
             (
                 pb::CreateRefundRequest {
                     origin: Some(pb::RefundOrigin::CustomerBalance as i32),
@@ -397,19 +356,10 @@ mod tests {
                 },
                 "origin",
             ),
-            (
-                pb::CreateRefundRequest {
-                    customer: Some("cus_1".into()),
-                    ..request()
-                },
-                "customer",
-            ),
+            (pb::CreateRefundRequest { customer: Some("cus_1".into()), ..request() }, "customer"),
         ];
         for (req, field) in cases {
-            assert_eq!(
-                refused_field(req),
-                (field.to_owned(), "parameter_invalid".to_owned())
-            );
+            assert_eq!(refused_field(req), (field.to_owned(), "parameter_invalid".to_owned()));
         }
         let falsy = pb::CreateRefundRequest {
             refund_application_fee: Some(false),
@@ -422,32 +372,19 @@ mod tests {
 
     #[test]
     fn ids_email_currency_and_reason_are_checked() {
-        let malformed_intent = pb::CreateRefundRequest {
-            payment_intent: Some("in_1".into()),
-            ..request()
-        };
+        let malformed_intent = pb::CreateRefundRequest { payment_intent: Some("in_1".into()), ..request() };
         let error = NewRefund::parse(&malformed_intent).unwrap_err();
         assert_eq!(error.code, tonic::Code::NotFound);
         assert_eq!(
-            refused_field(pb::CreateRefundRequest {
-                charge: Some("py_1".into()),
-                ..request()
-            }),
+            refused_field(pb::CreateRefundRequest { charge: Some("py_1".into()), ..request() }),
             ("charge".to_owned(), "parameter_invalid".to_owned())
         );
         assert_eq!(
-            refused_field(pb::CreateRefundRequest {
-                instructions_email: Some("nope".into()),
-                ..request()
-            })
-            .0,
+            refused_field(pb::CreateRefundRequest { instructions_email: Some("nope".into()), ..request() }).0,
             "instructions_email"
         );
         assert_eq!(
-            refused_field(pb::CreateRefundRequest {
-                currency: Some("xx".into()),
-                ..request()
-            }),
+            refused_field(pb::CreateRefundRequest { currency: Some("xx".into()), ..request() }),
             ("currency".to_owned(), "invalid_currency".to_owned())
         );
         assert_eq!(
@@ -458,10 +395,7 @@ mod tests {
             ("reason".to_owned(), "parameter_invalid".to_owned())
         );
         assert_eq!(
-            refused_field(pb::CreateRefundRequest {
-                amount: Some(0),
-                ..request()
-            }),
+            refused_field(pb::CreateRefundRequest { amount: Some(0), ..request() }),
             ("amount".to_owned(), "parameter_invalid_integer".to_owned())
         );
         assert_eq!(
@@ -472,16 +406,10 @@ mod tests {
 
     #[test]
     fn previous_attributes_name_each_changed_key() {
-        let before: BTreeMap<_, _> = [
-            ("a".to_owned(), "1".to_owned()),
-            ("b".to_owned(), "2".to_owned()),
-        ]
-        .into();
-        let after: BTreeMap<_, _> = [
-            ("b".to_owned(), "3".to_owned()),
-            ("c".to_owned(), "4".to_owned()),
-        ]
-        .into();
+        let before: BTreeMap<_, _> =
+            [("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())].into();
+        let after: BTreeMap<_, _> =
+            [("b".to_owned(), "3".to_owned()), ("c".to_owned(), "4".to_owned())].into();
         assert_eq!(
             previous_metadata(&before, &after),
             serde_json::json!({ "metadata": { "a": "1", "b": "2", "c": null } })

@@ -46,10 +46,8 @@ fn parse_settlement(req: &pb::SettlePaymentIntentRequest) -> Result<Settlement, 
     validate::max_len("failure_message", message, 5_000)?;
     match pb::SettlementOutcome::try_from(req.outcome) {
         Ok(pb::SettlementOutcome::Succeeded) => {
-            for (field, present) in [
-                ("failure_code", code.is_some()),
-                ("failure_message", message.is_some()),
-            ] {
+            for (field, present) in [("failure_code", code.is_some()), ("failure_message", message.is_some())]
+            {
                 if present {
                     return Err(ApiError::invalid_param(
                         field,
@@ -68,10 +66,7 @@ fn parse_settlement(req: &pb::SettlePaymentIntentRequest) -> Result<Settlement, 
         Err(_) => Err(ApiError::invalid_param(
             "outcome",
             ErrorReason::ParameterInvalid,
-            format!(
-                "Invalid outcome: {}; must be succeeded or failed.",
-                req.outcome
-            ),
+            format!("Invalid outcome: {}; must be succeeded or failed.", req.outcome),
         )),
     }
 }
@@ -120,9 +115,7 @@ impl TestHelperService for TestHelpersApi {
         request: Request<pb::SettlePaymentIntentRequest>,
     ) -> Result<Response<pb::PaymentIntent>, Status> {
         let ctx = RequestContext::of(&request)?;
-        Ok(Response::new(
-            self.settle(&ctx, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.settle(&ctx, request.into_inner()).await?))
     }
 }
 
@@ -131,21 +124,14 @@ mod tests {
     use super::*;
 
     fn request(outcome: pb::SettlementOutcome) -> pb::SettlePaymentIntentRequest {
-        pb::SettlePaymentIntentRequest {
-            id: "pi_1".into(),
-            outcome: outcome as i32,
-            ..Default::default()
-        }
+        pb::SettlePaymentIntentRequest { id: "pi_1".into(), outcome: outcome as i32, ..Default::default() }
     }
 
     #[test]
     fn a_failure_gets_stripes_default_code_unless_given_one() {
         assert_eq!(
             parse_settlement(&request(pb::SettlementOutcome::Failed)).unwrap(),
-            Settlement::Failed {
-                code: DEFAULT_FAILURE_CODE.into(),
-                message: DEFAULT_FAILURE_MESSAGE.into()
-            }
+            Settlement::Failed { code: DEFAULT_FAILURE_CODE.into(), message: DEFAULT_FAILURE_MESSAGE.into() }
         );
         let custom = pb::SettlePaymentIntentRequest {
             failure_code: Some("insufficient_funds".into()),
@@ -154,10 +140,7 @@ mod tests {
         };
         assert_eq!(
             parse_settlement(&custom).unwrap(),
-            Settlement::Failed {
-                code: "insufficient_funds".into(),
-                message: "No money.".into()
-            }
+            Settlement::Failed { code: "insufficient_funds".into(), message: "No money.".into() }
         );
     }
 
@@ -166,21 +149,12 @@ mod tests {
         let missing = parse_settlement(&request(pb::SettlementOutcome::Unspecified)).unwrap_err();
         assert_eq!(missing.field_violations[0].0, "outcome");
         assert_eq!(missing.reason_code(), "parameter_missing");
-        let unknown = pb::SettlePaymentIntentRequest {
-            outcome: 9,
-            ..request(pb::SettlementOutcome::Failed)
-        };
-        assert_eq!(
-            parse_settlement(&unknown).unwrap_err().field_violations[0].0,
-            "outcome"
-        );
+        let unknown = pb::SettlePaymentIntentRequest { outcome: 9, ..request(pb::SettlementOutcome::Failed) };
+        assert_eq!(parse_settlement(&unknown).unwrap_err().field_violations[0].0, "outcome");
         let mixed = pb::SettlePaymentIntentRequest {
             failure_code: Some("x".into()),
             ..request(pb::SettlementOutcome::Succeeded)
         };
-        assert_eq!(
-            parse_settlement(&mixed).unwrap_err().field_violations[0].0,
-            "failure_code"
-        );
+        assert_eq!(parse_settlement(&mixed).unwrap_err().field_violations[0].0, "failure_code");
     }
 }

@@ -42,10 +42,7 @@ pub fn outcome_from_pb(value: i32) -> Option<Outcome> {
 }
 
 fn amount_to_pb(currency: Currency, amount: Amount) -> Option<pb::PaymentRecordAmount> {
-    Some(pb::PaymentRecordAmount {
-        currency: currency.as_str().to_owned(),
-        value: amount.get(),
-    })
+    Some(pb::PaymentRecordAmount { currency: currency.as_str().to_owned(), value: amount.get() })
 }
 
 fn customer_of(details: Option<&pb::PaymentRecordCustomerDetails>) -> Option<String> {
@@ -58,10 +55,7 @@ fn stored_amount(
     amount: Option<&pb::PaymentRecordAmount>,
     problem: &'static str,
 ) -> Result<(Currency, Amount), CorruptRecord> {
-    let corrupt = || CorruptRecord {
-        id: id.to_owned(),
-        problem,
-    };
+    let corrupt = || CorruptRecord { id: id.to_owned(), problem };
     let amount = amount.ok_or_else(corrupt)?;
     let currency = Currency::parse(&amount.currency).map_err(|_| corrupt())?;
     Ok((currency, Amount::new(amount.value)))
@@ -70,49 +64,30 @@ fn stored_amount(
 /// What the invoices side needs of a record, from its stored document alone.
 pub fn summary_from_document(doc: &pb::PaymentRecord) -> Result<RecordSummary, CorruptRecord> {
     let (currency, amount) = stored_amount(&doc.id, doc.amount.as_ref(), "amount")?;
-    let (_, amount_guaranteed) =
-        stored_amount(&doc.id, doc.amount_guaranteed.as_ref(), "amount_guaranteed")?;
-    let (_, amount_refunded) =
-        stored_amount(&doc.id, doc.amount_refunded.as_ref(), "amount_refunded")?;
+    let (_, amount_guaranteed) = stored_amount(&doc.id, doc.amount_guaranteed.as_ref(), "amount_guaranteed")?;
+    let (_, amount_refunded) = stored_amount(&doc.id, doc.amount_refunded.as_ref(), "amount_refunded")?;
     Ok(RecordSummary {
         id: doc.id.clone(),
         customer: customer_of(doc.customer_details.as_ref()),
         currency,
         amount,
-        latest_outcome: outcome_from_pb(doc.latest_payment_attempt_outcome).ok_or_else(|| {
-            CorruptRecord {
-                id: doc.id.clone(),
-                problem: "latest_payment_attempt_outcome",
-            }
-        })?,
+        latest_outcome: outcome_from_pb(doc.latest_payment_attempt_outcome)
+            .ok_or_else(|| CorruptRecord { id: doc.id.clone(), problem: "latest_payment_attempt_outcome" })?,
         amount_guaranteed,
         amount_refunded,
     })
 }
 
 fn attempt_from_document(doc: &pb::PaymentAttemptRecord) -> Result<Attempt, CorruptRecord> {
-    let corrupt = |problem| CorruptRecord {
-        id: doc.id.clone(),
-        problem,
-    };
+    let corrupt = |problem| CorruptRecord { id: doc.id.clone(), problem };
     let at = |time: Option<i64>, problem| time.ok_or_else(|| corrupt(problem));
     let state = match outcome_from_pb(doc.outcome).ok_or_else(|| corrupt("outcome"))? {
         Outcome::Pending => AttemptState::Pending,
-        Outcome::Guaranteed => AttemptState::Guaranteed {
-            at: at(doc.guaranteed_at, "guaranteed_at")?,
-        },
-        Outcome::Failed => AttemptState::Failed {
-            at: at(doc.failed_at, "failed_at")?,
-        },
-        Outcome::Canceled => AttemptState::Canceled {
-            at: at(doc.canceled_at, "canceled_at")?,
-        },
+        Outcome::Guaranteed => AttemptState::Guaranteed { at: at(doc.guaranteed_at, "guaranteed_at")? },
+        Outcome::Failed => AttemptState::Failed { at: at(doc.failed_at, "failed_at")? },
+        Outcome::Canceled => AttemptState::Canceled { at: at(doc.canceled_at, "canceled_at")? },
     };
-    Ok(Attempt {
-        id: doc.id.clone(),
-        initiated_at: doc.initiated_at,
-        state,
-    })
+    Ok(Attempt { id: doc.id.clone(), initiated_at: doc.initiated_at, state })
 }
 
 /// Reads the domain state out of a record's document and its attempts' (in any order).
@@ -120,16 +95,10 @@ pub fn record_from_documents(
     doc: &pb::PaymentRecord,
     attempts: &[pb::PaymentAttemptRecord],
 ) -> Result<PaymentRecord, CorruptRecord> {
-    let corrupt = |problem| CorruptRecord {
-        id: doc.id.clone(),
-        problem,
-    };
+    let corrupt = |problem| CorruptRecord { id: doc.id.clone(), problem };
     let (currency, amount_requested) =
         stored_amount(&doc.id, doc.amount_requested.as_ref(), "amount_requested")?;
-    let mut attempts = attempts
-        .iter()
-        .map(attempt_from_document)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut attempts = attempts.iter().map(attempt_from_document).collect::<Result<Vec<_>, _>>()?;
     // Attempt ids sort by creation time.
     attempts.sort_by(|a, b| a.id.cmp(&b.id));
     let latest_attempt = attempts.pop().ok_or_else(|| corrupt("attempts"))?;
@@ -140,8 +109,7 @@ pub fn record_from_documents(
         .reported_refunds
         .iter()
         .map(|r| {
-            let (refund_currency, amount) =
-                stored_amount(&doc.id, r.amount.as_ref(), "reported_refunds")?;
+            let (refund_currency, amount) = stored_amount(&doc.id, r.amount.as_ref(), "reported_refunds")?;
             if refund_currency != currency {
                 return Err(corrupt("reported_refunds"));
             }
@@ -291,12 +259,7 @@ mod tests {
             .attempts()
             .map(|attempt| {
                 let mut a = pb::PaymentAttemptRecord::default();
-                render_attempt(
-                    record,
-                    attempt,
-                    &record.attempt_amounts(attempt).unwrap(),
-                    &mut a,
-                );
+                render_attempt(record, attempt, &record.attempt_amounts(attempt).unwrap(), &mut a);
                 a
             })
             .collect();
@@ -338,10 +301,7 @@ mod tests {
         assert_eq!(attempts[0].guaranteed_at, Some(13));
         assert_eq!(attempts[0].amount_refunded.as_ref().unwrap().value, 1_000);
         assert_eq!(attempts[1].failed_at, Some(11));
-        assert_eq!(
-            summary_from_document(&doc).unwrap(),
-            record.summary().unwrap()
-        );
+        assert_eq!(summary_from_document(&doc).unwrap(), record.summary().unwrap());
     }
 
     #[test]
@@ -359,10 +319,7 @@ mod tests {
         )
         .unwrap();
         let (doc, _) = render(&record);
-        assert_eq!(
-            record_from_documents(&doc, &[]).unwrap_err().problem,
-            "attempts"
-        );
+        assert_eq!(record_from_documents(&doc, &[]).unwrap_err().problem, "attempts");
         let mut blank = doc.clone();
         blank.latest_payment_attempt_outcome = 0;
         assert!(summary_from_document(&blank).is_err());
@@ -371,16 +328,8 @@ mod tests {
 
     #[test]
     fn every_outcome_maps_both_ways() {
-        for outcome in [
-            Outcome::Pending,
-            Outcome::Guaranteed,
-            Outcome::Failed,
-            Outcome::Canceled,
-        ] {
-            assert_eq!(
-                outcome_from_pb(outcome_to_pb(outcome) as i32),
-                Some(outcome)
-            );
+        for outcome in [Outcome::Pending, Outcome::Guaranteed, Outcome::Failed, Outcome::Canceled] {
+            assert_eq!(outcome_from_pb(outcome_to_pb(outcome) as i32), Some(outcome));
         }
     }
 }

@@ -58,26 +58,18 @@ pub struct RefundExtras {
 }
 
 /// The document of a new refund of `intent`.
-pub fn refund_document(
-    refund: &Refund,
-    intent: &pb::PaymentIntent,
-    extras: RefundExtras,
-) -> pb::Refund {
-    let method_type = intent
-        .payment_method
-        .as_deref()
-        .and_then(TestPaymentMethod::find)
-        .map(|m| m.method_type);
+pub fn refund_document(refund: &Refund, intent: &pb::PaymentIntent, extras: RefundExtras) -> pb::Refund {
+    let method_type =
+        intent.payment_method.as_deref().and_then(TestPaymentMethod::find).map(|m| m.method_type);
     // Card refunds go back to the card; Stripe's destination details mirror no bank-debit variant.
-    let destination_details =
-        (method_type == Some(MethodType::Card)).then(|| pb::RefundDestinationDetails {
-            card: Some(pb::RefundDestinationCard {
-                r#type: pb::RefundDestinationCardType::Refund as i32,
-                ..Default::default()
-            }),
-            r#type: "card".to_owned(),
-            us_bank_transfer: None,
-        });
+    let destination_details = (method_type == Some(MethodType::Card)).then(|| pb::RefundDestinationDetails {
+        card: Some(pb::RefundDestinationCard {
+            r#type: pb::RefundDestinationCardType::Refund as i32,
+            ..Default::default()
+        }),
+        r#type: "card".to_owned(),
+        us_bank_transfer: None,
+    });
     pb::Refund {
         amount: refund.amount.get(),
         charge: refund.charge.clone(),

@@ -49,14 +49,12 @@ pub async fn find_by_saga(
     saga_id: &str,
     payment: &str,
 ) -> Result<Option<AttachmentRow>, StoreError> {
-    Ok(
-        sqlx::query_as(select!(" AND saga_id = $2 AND payment = $3"))
-            .bind(account)
-            .bind(saga_id)
-            .bind(payment)
-            .fetch_optional(&mut **tx)
-            .await?,
-    )
+    Ok(sqlx::query_as(select!(" AND saga_id = $2 AND payment = $3"))
+        .bind(account)
+        .bind(saga_id)
+        .bind(payment)
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 /// The payment's live (reserved or confirmed) attachment.
@@ -68,13 +66,11 @@ pub async fn find_active<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    Ok(
-        sqlx::query_as(select!(" AND payment = $2 AND status <> 'released'"))
-            .bind(account)
-            .bind(payment)
-            .fetch_optional(executor)
-            .await?,
-    )
+    Ok(sqlx::query_as(select!(" AND payment = $2 AND status <> 'released'"))
+        .bind(account)
+        .bind(payment)
+        .fetch_optional(executor)
+        .await?)
 }
 
 /// Inserts an attachment. A unique violation means the payment already has a live attachment

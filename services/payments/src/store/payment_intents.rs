@@ -12,31 +12,11 @@ use crate::model::status_from_pb;
 
 /// Fields `SearchPaymentIntents` accepts (Stripe's), and the columns they read.
 pub const SEARCH_FIELDS: &[Field] = &[
-    Field {
-        name: "amount",
-        kind: FieldKind::Number,
-        column: "amount",
-    },
-    Field {
-        name: "created",
-        kind: FieldKind::Number,
-        column: "created",
-    },
-    Field {
-        name: "currency",
-        kind: FieldKind::Text,
-        column: "currency",
-    },
-    Field {
-        name: "customer",
-        kind: FieldKind::Text,
-        column: "customer",
-    },
-    Field {
-        name: "status",
-        kind: FieldKind::Text,
-        column: "status",
-    },
+    Field { name: "amount", kind: FieldKind::Number, column: "amount" },
+    Field { name: "created", kind: FieldKind::Number, column: "created" },
+    Field { name: "currency", kind: FieldKind::Text, column: "currency" },
+    Field { name: "customer", kind: FieldKind::Text, column: "customer" },
+    Field { name: "status", kind: FieldKind::Text, column: "status" },
 ];
 
 #[derive(sqlx::FromRow)]
@@ -108,11 +88,7 @@ pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Resu
 }
 
 /// Reads one intent of the account.
-pub async fn find(
-    db: &Db,
-    account: &str,
-    id: &str,
-) -> Result<Option<pb::PaymentIntent>, StoreError> {
+pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<pb::PaymentIntent>, StoreError> {
     let row: Option<DocumentRow> =
         sqlx::query_as("SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2")
             .bind(account)
@@ -134,11 +110,8 @@ pub async fn find_for_update(
         "SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2 FOR UPDATE",
         "SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2",
     );
-    let row: Option<DocumentRow> = sqlx::query_as(sql)
-        .bind(account)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<DocumentRow> =
+        sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
@@ -182,9 +155,7 @@ pub async fn search(
     if let Some(after) = after {
         rows_sql.filter(" AND id < ", after.to_owned());
     }
-    rows_sql
-        .push(" ORDER BY id DESC LIMIT ")
-        .bind(i64::from(limit) + 1);
+    rows_sql.push(" ORDER BY id DESC LIMIT ").bind(i64::from(limit) + 1);
     let mut rows = decode(rows_sql.fetch_all::<DocumentRow, _>(db.pool()).await?)?;
 
     let mut count_sql = SqlBuilder::new("SELECT COUNT(*) FROM payment_intents WHERE account_id = ");
@@ -194,29 +165,18 @@ pub async fn search(
 
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    Ok((
-        Page {
-            data: rows,
-            has_more,
-        },
-        total,
-    ))
+    Ok((Page { data: rows, has_more }, total))
 }
 
 /// What refunds have taken back from an intent so far (`None`: no such intent). Read it after
 /// [`find_for_update`] in the same transaction, so it cannot change before the caller writes.
-pub async fn amount_refunded(
-    tx: &mut Tx,
-    account: &str,
-    id: &str,
-) -> Result<Option<i64>, StoreError> {
-    let refunded: Option<i64> = sqlx::query_scalar(
-        "SELECT amount_refunded FROM payment_intents WHERE account_id = $1 AND id = $2",
-    )
-    .bind(account)
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
+pub async fn amount_refunded(tx: &mut Tx, account: &str, id: &str) -> Result<Option<i64>, StoreError> {
+    let refunded: Option<i64> =
+        sqlx::query_scalar("SELECT amount_refunded FROM payment_intents WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
     Ok(refunded)
 }
 
@@ -250,9 +210,7 @@ pub async fn add_refunded(
     match result {
         Ok(done) if done.rows_affected() == 0 => Ok(AddRefunded::NoSuchIntent),
         Ok(_) => Ok(AddRefunded::Added),
-        Err(sqlx::Error::Database(error)) if error.is_check_violation() => {
-            Ok(AddRefunded::OverReceived)
-        }
+        Err(sqlx::Error::Database(error)) if error.is_check_violation() => Ok(AddRefunded::OverReceived),
         Err(error) => Err(error.into()),
     }
 }
@@ -263,12 +221,11 @@ pub async fn find_id_by_charge(
     account: &str,
     charge: &str,
 ) -> Result<Option<String>, StoreError> {
-    let id: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM payment_intents WHERE account_id = $1 AND latest_charge = $2",
-    )
-    .bind(account)
-    .bind(charge)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT id FROM payment_intents WHERE account_id = $1 AND latest_charge = $2")
+            .bind(account)
+            .bind(charge)
+            .fetch_optional(&mut **tx)
+            .await?;
     Ok(id)
 }

@@ -16,9 +16,7 @@ struct DocumentRow {
 }
 
 fn decode<M: Message + Default>(rows: Vec<DocumentRow>) -> Result<Vec<M>, StoreError> {
-    rows.into_iter()
-        .map(|r| M::decode(r.document.as_slice()).map_err(StoreError::from))
-        .collect()
+    rows.into_iter().map(|r| M::decode(r.document.as_slice()).map_err(StoreError::from)).collect()
 }
 
 fn value(amount: Option<&pb::PaymentRecordAmount>) -> i64 {
@@ -34,9 +32,7 @@ fn metadata_json(doc: &pb::PaymentRecord) -> String {
 }
 
 fn customer(doc: &pb::PaymentRecord) -> Option<&str> {
-    doc.customer_details
-        .as_ref()
-        .and_then(|d| d.customer.as_deref())
+    doc.customer_details.as_ref().and_then(|d| d.customer.as_deref())
 }
 
 /// Inserts a new record (before its first attempt).
@@ -85,11 +81,7 @@ pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentRecord) -> Resu
 }
 
 /// Reads one record of the account.
-pub async fn find(
-    db: &Db,
-    account: &str,
-    id: &str,
-) -> Result<Option<pb::PaymentRecord>, StoreError> {
+pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<pb::PaymentRecord>, StoreError> {
     let row: Option<DocumentRow> =
         sqlx::query_as("SELECT document FROM payment_records WHERE account_id = $1 AND id = $2")
             .bind(account)
@@ -111,11 +103,8 @@ pub async fn find_for_update(
         "SELECT document FROM payment_records WHERE account_id = $1 AND id = $2 FOR UPDATE",
         "SELECT document FROM payment_records WHERE account_id = $1 AND id = $2",
     );
-    let row: Option<DocumentRow> = sqlx::query_as(sql)
-        .bind(account)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<DocumentRow> =
+        sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
@@ -212,13 +201,12 @@ pub async fn find_attempt(
     account: &str,
     id: &str,
 ) -> Result<Option<pb::PaymentAttemptRecord>, StoreError> {
-    let row: Option<DocumentRow> = sqlx::query_as(
-        "SELECT document FROM payment_attempt_records WHERE account_id = $1 AND id = $2",
-    )
-    .bind(account)
-    .bind(id)
-    .fetch_optional(db.pool())
-    .await?;
+    let row: Option<DocumentRow> =
+        sqlx::query_as("SELECT document FROM payment_attempt_records WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
@@ -229,11 +217,8 @@ pub async fn list_attempts(
     payment_record: &str,
     page: &PageRequest,
 ) -> Result<Page<pb::PaymentAttemptRecord>, StoreError> {
-    let mut query =
-        SqlBuilder::new("SELECT document FROM payment_attempt_records WHERE account_id = ");
-    query
-        .bind(account.to_owned())
-        .filter(" AND payment_record = ", payment_record.to_owned());
+    let mut query = SqlBuilder::new("SELECT document FROM payment_attempt_records WHERE account_id = ");
+    query.bind(account.to_owned()).filter(" AND payment_record = ", payment_record.to_owned());
     page.push_sql(&mut query);
     let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
     Ok(page.finish(decode(rows)?))

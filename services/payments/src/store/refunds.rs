@@ -15,9 +15,7 @@ struct DocumentRow {
 }
 
 fn decode(rows: Vec<DocumentRow>) -> Result<Vec<pb::Refund>, StoreError> {
-    rows.into_iter()
-        .map(|r| pb::Refund::decode(r.document.as_slice()).map_err(StoreError::from))
-        .collect()
+    rows.into_iter().map(|r| pb::Refund::decode(r.document.as_slice()).map_err(StoreError::from)).collect()
 }
 
 fn metadata_json(doc: &pb::Refund) -> String {
@@ -25,12 +23,7 @@ fn metadata_json(doc: &pb::Refund) -> String {
 }
 
 /// Inserts a new refund (Stripe's refund object has no `livemode`, so it is passed alongside).
-pub async fn insert(
-    tx: &mut Tx,
-    account: &str,
-    livemode: bool,
-    doc: &pb::Refund,
-) -> Result<(), StoreError> {
+pub async fn insert(tx: &mut Tx, account: &str, livemode: bool, doc: &pb::Refund) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO refunds (id, account_id, livemode, payment_intent, charge, status, amount, \
            currency, reason, metadata, created, document) \
@@ -41,11 +34,7 @@ pub async fn insert(
     .bind(livemode)
     .bind(doc.payment_intent.as_deref())
     .bind(doc.charge.as_deref())
-    .bind(
-        doc.status
-            .and_then(status_from_pb)
-            .map_or("unknown", |s| s.as_str()),
-    )
+    .bind(doc.status.and_then(status_from_pb).map_or("unknown", |s| s.as_str()))
     .bind(doc.amount)
     .bind(doc.currency.as_str())
     .bind(doc.reason.and_then(reason_from_pb).map(|r| r.as_str()))
@@ -59,20 +48,14 @@ pub async fn insert(
 
 /// Writes back a refund whose metadata changed (read with [`find_for_update`] in the same
 /// transaction); nothing else about a refund changes.
-pub async fn update_metadata(
-    tx: &mut Tx,
-    account: &str,
-    doc: &pb::Refund,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE refunds SET metadata = $3, document = $4 WHERE account_id = $1 AND id = $2",
-    )
-    .bind(account)
-    .bind(doc.id.as_str())
-    .bind(metadata_json(doc))
-    .bind(doc.encode_to_vec())
-    .execute(&mut **tx)
-    .await?;
+pub async fn update_metadata(tx: &mut Tx, account: &str, doc: &pb::Refund) -> Result<(), StoreError> {
+    sqlx::query("UPDATE refunds SET metadata = $3, document = $4 WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(doc.id.as_str())
+        .bind(metadata_json(doc))
+        .bind(doc.encode_to_vec())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -99,11 +82,8 @@ pub async fn find_for_update(
         "SELECT document FROM refunds WHERE account_id = $1 AND id = $2 FOR UPDATE",
         "SELECT document FROM refunds WHERE account_id = $1 AND id = $2",
     );
-    let row: Option<DocumentRow> = sqlx::query_as(sql)
-        .bind(account)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<DocumentRow> =
+        sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 

@@ -82,11 +82,7 @@ impl TestApp {
     /// The first `n` events of the account in commit order, read from `StreamEvents` (which waits
     /// for the outbox to number them).
     pub async fn first_events(&self, n: usize) -> Vec<settle_proto::events::v1::Event> {
-        self.stream_events(None, n)
-            .await
-            .into_iter()
-            .map(|(event, _)| event)
-            .collect()
+        self.stream_events(None, n).await.into_iter().map(|(event, _)| event).collect()
     }
 
     /// `n` events (with their cursors) after `cursor`, from `StreamEvents`.
@@ -98,12 +94,10 @@ impl TestApp {
         let mut stream = self
             .events
             .clone()
-            .stream_events(settle_testkit::authorized(
-                settle_proto::events::v1::StreamEventsRequest {
-                    cursor,
-                    types: Vec::new(),
-                },
-            ))
+            .stream_events(settle_testkit::authorized(settle_proto::events::v1::StreamEventsRequest {
+                cursor,
+                types: Vec::new(),
+            }))
             .await
             .expect("stream starts")
             .into_inner();

@@ -17,10 +17,7 @@ fn client(app: &TestApp) -> PaymentRecordServiceClient<Channel> {
 }
 
 fn money(value: i64) -> Option<pb::PaymentRecordAmount> {
-    Some(pb::PaymentRecordAmount {
-        currency: "usd".into(),
-        value,
-    })
+    Some(pb::PaymentRecordAmount { currency: "usd".into(), value })
 }
 
 fn value(amount: &Option<pb::PaymentRecordAmount>) -> i64 {
@@ -69,9 +66,7 @@ pub(crate) fn report(amount: i64) -> pb::ReportPaymentRequest {
 pub(crate) fn guaranteed(amount: i64) -> pb::ReportPaymentRequest {
     pb::ReportPaymentRequest {
         outcome: Some(pb::ReportPaymentOutcome::Guaranteed as i32),
-        guaranteed: Some(pb::PaymentRecordGuaranteedParams {
-            guaranteed_at: now_unix() - 30,
-        }),
+        guaranteed: Some(pb::PaymentRecordGuaranteedParams { guaranteed_at: now_unix() - 30 }),
         ..report(amount)
     }
 }
@@ -87,19 +82,13 @@ fn refund(id: &str, reference: &str, amount: Option<i64>) -> pb::ReportRefundReq
             }),
             r#type: pb::PaymentRecordProcessorType::Custom as i32,
         }),
-        refunded: Some(pb::PaymentRecordRefundedParams {
-            refunded_at: now_unix(),
-        }),
+        refunded: Some(pb::PaymentRecordRefundedParams { refunded_at: now_unix() }),
         ..Default::default()
     }
 }
 
 fn attempt(id: &str) -> pb::ReportPaymentAttemptRequest {
-    pb::ReportPaymentAttemptRequest {
-        id: id.into(),
-        initiated_at: now_unix(),
-        ..Default::default()
-    }
+    pb::ReportPaymentAttemptRequest { id: id.into(), initiated_at: now_unix(), ..Default::default() }
 }
 
 fn outcome(record: &pb::PaymentRecord) -> O {
@@ -107,11 +96,7 @@ fn outcome(record: &pb::PaymentRecord) -> O {
 }
 
 async fn create(app: &TestApp, request: pb::ReportPaymentRequest) -> pb::PaymentRecord {
-    client(app)
-        .report_payment(authorized(request))
-        .await
-        .expect("report succeeds")
-        .into_inner()
+    client(app).report_payment(authorized(request)).await.expect("report succeeds").into_inner()
 }
 
 async fn get(app: &TestApp, id: &str) -> pb::PaymentRecord {
@@ -177,11 +162,7 @@ async fn count(app: &TestApp) -> usize {
 }
 
 async fn event_types(app: &TestApp, n: usize) -> Vec<String> {
-    app.first_events(n)
-        .await
-        .into_iter()
-        .map(|e| e.r#type)
-        .collect()
+    app.first_events(n).await.into_iter().map(|e| e.r#type).collect()
 }
 
 backend_tests! {

@@ -183,11 +183,8 @@ async fn list_services_v1(channel: tonic::transport::Channel) -> Vec<String> {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses =
+        client.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
     match responses.message().await.unwrap().unwrap().message_response {
         Some(MessageResponse::ListServicesResponse(list)) => {
             list.service.into_iter().map(|s| s.name).collect()
@@ -206,11 +203,8 @@ async fn list_services_v1alpha(channel: tonic::transport::Channel) -> Vec<String
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses =
+        client.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
     match responses.message().await.unwrap().unwrap().message_response {
         Some(MessageResponse::ListServicesResponse(list)) => {
             list.service.into_iter().map(|s| s.name).collect()

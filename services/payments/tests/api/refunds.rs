@@ -20,28 +20,15 @@ fn refunds(app: &TestApp) -> RefundServiceClient<Channel> {
 }
 
 fn of_intent(id: &str, amount: Option<i64>) -> pb::CreateRefundRequest {
-    pb::CreateRefundRequest {
-        payment_intent: Some(id.to_owned()),
-        amount,
-        ..Default::default()
-    }
+    pb::CreateRefundRequest { payment_intent: Some(id.to_owned()), amount, ..Default::default() }
 }
 
 async fn refund(app: &TestApp, request: pb::CreateRefundRequest) -> Result<pb::Refund, Status> {
-    refunds(app)
-        .create_refund(authorized(request))
-        .await
-        .map(|r| r.into_inner())
+    refunds(app).create_refund(authorized(request)).await.map(|r| r.into_inner())
 }
 
-async fn list(
-    app: &TestApp,
-    request: pb::ListRefundsRequest,
-) -> Result<pb::ListRefundsResponse, Status> {
-    refunds(app)
-        .list_refunds(authorized(request))
-        .await
-        .map(|r| r.into_inner())
+async fn list(app: &TestApp, request: pb::ListRefundsRequest) -> Result<pb::ListRefundsResponse, Status> {
+    refunds(app).list_refunds(authorized(request)).await.map(|r| r.into_inner())
 }
 
 async fn all_of_intent(app: &TestApp, id: &str) -> Vec<pb::Refund> {
@@ -60,14 +47,9 @@ async fn all_of_intent(app: &TestApp, id: &str) -> Vec<pb::Refund> {
 
 /// The intent's `amount_refunded` column, read straight from the database.
 async fn amount_refunded(app: &TestApp, id: &str) -> i64 {
-    let db = Db::connect(app.database.url(), &PoolSettings::default())
-        .await
-        .unwrap();
+    let db = Db::connect(app.database.url(), &PoolSettings::default()).await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    let refunded = intents_store::amount_refunded(&mut tx, DEV_ACCOUNT, id)
-        .await
-        .unwrap()
-        .unwrap();
+    let refunded = intents_store::amount_refunded(&mut tx, DEV_ACCOUNT, id).await.unwrap().unwrap();
     tx.rollback().await.unwrap();
     db.close().await;
     refunded
@@ -112,15 +94,7 @@ async fn events_of_type(app: &TestApp, event_type: &str, n: usize) -> Vec<ev::Ev
 }
 
 fn payload(event: &ev::Event) -> pb::Refund {
-    event
-        .data
-        .as_ref()
-        .unwrap()
-        .object
-        .as_ref()
-        .unwrap()
-        .to_msg()
-        .unwrap()
+    event.data.as_ref().unwrap().object.as_ref().unwrap().to_msg().unwrap()
 }
 
 fn status(refund: &pb::Refund) -> pb::RefundStatus {

@@ -19,11 +19,7 @@ fn helpers(app: &TestApp) -> TestHelperServiceClient<Channel> {
 }
 
 fn settle(id: &str, outcome: pb::SettlementOutcome) -> pb::SettlePaymentIntentRequest {
-    pb::SettlePaymentIntentRequest {
-        id: id.to_owned(),
-        outcome: outcome as i32,
-        ..Default::default()
-    }
+    pb::SettlePaymentIntentRequest { id: id.to_owned(), outcome: outcome as i32, ..Default::default() }
 }
 
 async fn get(app: &TestApp, id: &str) -> pb::PaymentIntent {

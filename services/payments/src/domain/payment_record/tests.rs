@@ -47,19 +47,13 @@ fn a_pending_report_counts_but_has_nothing_guaranteed() {
 #[test]
 fn a_terminal_report_emits_its_outcome_after_created() {
     let (record, events) = report(Some(ReportedOutcome::Guaranteed { at: 150 }));
-    assert_eq!(
-        events,
-        [RecordEvent::Created, RecordEvent::PaymentAttemptGuaranteed]
-    );
+    assert_eq!(events, [RecordEvent::Created, RecordEvent::PaymentAttemptGuaranteed]);
     assert_eq!(record.latest().state, AttemptState::Guaranteed { at: 150 });
     let amounts = record.amounts().unwrap();
     assert_eq!(amounts.amount_guaranteed, Amount::new(10_000));
     assert_eq!(amounts.amount_authorized, Amount::new(10_000));
     let (failed, events) = report(Some(ReportedOutcome::Failed { at: 150 }));
-    assert_eq!(
-        events,
-        [RecordEvent::Created, RecordEvent::PaymentAttemptFailed]
-    );
+    assert_eq!(events, [RecordEvent::Created, RecordEvent::PaymentAttemptFailed]);
     assert!(!failed.can_count());
 }
 
@@ -67,33 +61,21 @@ fn a_terminal_report_emits_its_outcome_after_created() {
 fn requested_amounts_must_be_positive_and_at_most_eight_digits() {
     assert_eq!(check_amount(0), Err(RecordError::AmountNotPositive));
     assert_eq!(check_amount(-1), Err(RecordError::AmountNotPositive));
-    assert_eq!(
-        check_amount(MAX_AMOUNT + 1),
-        Err(RecordError::AmountTooLarge)
-    );
+    assert_eq!(check_amount(MAX_AMOUNT + 1), Err(RecordError::AmountTooLarge));
     assert_eq!(check_amount(1), Ok(Amount::new(1)));
 }
 
 #[test]
 fn outcomes_apply_only_to_a_pending_latest_attempt() {
     let (mut record, _) = report(None);
-    assert_eq!(
-        record.report_failed(200).unwrap(),
-        [RecordEvent::PaymentAttemptFailed]
-    );
+    assert_eq!(record.report_failed(200).unwrap(), [RecordEvent::PaymentAttemptFailed]);
     let before = record.clone();
     for refused in [
         record.clone().report_guaranteed(201),
         record.clone().report_canceled(201),
         record.clone().report_failed(201),
     ] {
-        assert!(matches!(
-            refused,
-            Err(RecordError::UnexpectedState {
-                outcome: Outcome::Failed,
-                ..
-            })
-        ));
+        assert!(matches!(refused, Err(RecordError::UnexpectedState { outcome: Outcome::Failed, .. })));
     }
     assert_eq!(record, before);
 }
@@ -103,20 +85,11 @@ fn a_new_attempt_needs_every_earlier_one_ended_unsuccessfully() {
     let (mut record, _) = report(None);
     assert!(record.report_attempt("par_2".into(), 110, None).is_err());
     record.report_canceled(120).unwrap();
-    assert_eq!(
-        record.report_attempt("par_2".into(), 130, None).unwrap(),
-        [RecordEvent::Updated]
-    );
+    assert_eq!(record.report_attempt("par_2".into(), 130, None).unwrap(), [RecordEvent::Updated]);
     assert!(record.can_count());
     record.report_failed(140).unwrap();
     assert_eq!(
-        record
-            .report_attempt(
-                "par_3".into(),
-                150,
-                Some(ReportedOutcome::Guaranteed { at: 160 })
-            )
-            .unwrap(),
+        record.report_attempt("par_3".into(), 150, Some(ReportedOutcome::Guaranteed { at: 160 })).unwrap(),
         [RecordEvent::Updated, RecordEvent::PaymentAttemptGuaranteed]
     );
     let amounts = record.amounts().unwrap();
@@ -126,66 +99,33 @@ fn a_new_attempt_needs_every_earlier_one_ended_unsuccessfully() {
     assert_eq!(record.latest().id, "par_3");
     assert!(record.report_attempt("par_4".into(), 170, None).is_err());
     let first = record.earlier_attempts[0].clone();
-    assert_eq!(
-        record.attempt_amounts(&first).unwrap().amount_canceled,
-        Amount::new(10_000)
-    );
-    assert_eq!(
-        record.attempt_amounts(&first).unwrap().amount_guaranteed,
-        Amount::ZERO
-    );
+    assert_eq!(record.attempt_amounts(&first).unwrap().amount_canceled, Amount::new(10_000));
+    assert_eq!(record.attempt_amounts(&first).unwrap().amount_guaranteed, Amount::ZERO);
 }
 
 #[test]
 fn refunds_stay_within_the_guaranteed_amount() {
     let (mut pending, _) = report(None);
-    assert!(matches!(
-        pending.report_refund(refund("r0", None), 1),
-        Err(RecordError::UnexpectedState { .. })
-    ));
+    assert!(matches!(pending.report_refund(refund("r0", None), 1), Err(RecordError::UnexpectedState { .. })));
     let (mut record, _) = report(Some(ReportedOutcome::Guaranteed { at: 150 }));
-    assert_eq!(
-        record.report_refund(refund("r1", Some(4_000)), 1).unwrap(),
-        [RecordEvent::Refunded]
-    );
+    assert_eq!(record.report_refund(refund("r1", Some(4_000)), 1).unwrap(), [RecordEvent::Refunded]);
     assert_eq!(
         record.report_refund(refund("r2", Some(6_001)), 2),
-        Err(RecordError::RefundTooLarge {
-            requested: 6_001,
-            refundable: 6_000
-        })
+        Err(RecordError::RefundTooLarge { requested: 6_001, refundable: 6_000 })
     );
     assert_eq!(
         record.report_refund(refund("r1", Some(1)), 2),
         Err(RecordError::RefundReferenceInUse("r1".into()))
     );
-    assert_eq!(
-        record.report_refund(refund("r2", Some(0)), 2),
-        Err(RecordError::RefundNotPositive)
-    );
-    let eur = NewRefund {
-        amount: Some((Currency::parse("eur").unwrap(), 1)),
-        ..refund("r2", None)
-    };
-    assert!(matches!(
-        record.report_refund(eur, 2),
-        Err(RecordError::RefundCurrencyMismatch { .. })
-    ));
+    assert_eq!(record.report_refund(refund("r2", Some(0)), 2), Err(RecordError::RefundNotPositive));
+    let eur = NewRefund { amount: Some((Currency::parse("eur").unwrap(), 1)), ..refund("r2", None) };
+    assert!(matches!(record.report_refund(eur, 2), Err(RecordError::RefundCurrencyMismatch { .. })));
     record.report_refund(refund("r3", None), 3).unwrap();
     assert_eq!(record.refunds[1].amount, Amount::new(6_000));
-    assert_eq!(
-        record.amounts().unwrap().amount_refunded,
-        Amount::new(10_000)
-    );
-    assert_eq!(
-        record.report_refund(refund("r4", None), 4),
-        Err(RecordError::AlreadyRefunded)
-    );
+    assert_eq!(record.amounts().unwrap().amount_refunded, Amount::new(10_000));
+    assert_eq!(record.report_refund(refund("r4", None), 4), Err(RecordError::AlreadyRefunded));
     let latest = record.latest().clone();
-    assert_eq!(
-        record.attempt_amounts(&latest).unwrap().amount_refunded,
-        Amount::new(10_000)
-    );
+    assert_eq!(record.attempt_amounts(&latest).unwrap().amount_refunded, Amount::new(10_000));
     assert!(record.can_count(), "a refunded record still counts");
 }
 
@@ -198,10 +138,7 @@ fn the_summary_says_whether_the_record_can_pay() {
     assert!(summary.can_count());
     record.report_canceled(200).unwrap();
     assert!(!record.summary().unwrap().can_count());
-    assert_eq!(
-        record.report_informational(Some(None)),
-        [RecordEvent::Updated]
-    );
+    assert_eq!(record.report_informational(Some(None)), [RecordEvent::Updated]);
     assert_eq!(record.summary().unwrap().customer, None);
 }
 

@@ -14,10 +14,7 @@ use crate::grpc::params;
 const MAX_TEXT: usize = 5000;
 
 /// A required `{currency, value}`: the currency is checked here, the value by the domain.
-pub fn amount(
-    field: &str,
-    value: Option<&pb::PaymentRecordAmount>,
-) -> Result<(Currency, i64), ApiError> {
+pub fn amount(field: &str, value: Option<&pb::PaymentRecordAmount>) -> Result<(Currency, i64), ApiError> {
     let amount = value.ok_or_else(|| ApiError::missing_param(field))?;
     let currency = params::currency(&format!("{field}[currency]"), &amount.currency)?;
     Ok((currency, amount.value))
@@ -34,15 +31,11 @@ pub fn required_time(field: &str, value: i64, now: i64) -> Result<i64, ApiError>
 
 /// An optional unix time of a past event.
 pub fn optional_time(field: &str, value: Option<i64>, now: i64) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|v| validate::past_unix_time(field, v, now).map(|()| v))
-        .transpose()
+    value.map(|v| validate::past_unix_time(field, v, now).map(|()| v)).transpose()
 }
 
 fn report_outcome_from_pb(value: i32) -> Option<pb::ReportPaymentOutcome> {
-    pb::ReportPaymentOutcome::try_from(value)
-        .ok()
-        .filter(|o| *o != pb::ReportPaymentOutcome::Unspecified)
+    pb::ReportPaymentOutcome::try_from(value).ok().filter(|o| *o != pb::ReportPaymentOutcome::Unspecified)
 }
 
 fn only_with(field: &str, outcome: &str) -> ApiError {
@@ -183,19 +176,12 @@ pub fn payment_method_details(
             ));
         }
     }
-    let custom = details
-        .custom
-        .as_ref()
-        .ok_or_else(|| ApiError::missing_param("payment_method_details[custom]"))?;
+    let custom =
+        details.custom.as_ref().ok_or_else(|| ApiError::missing_param("payment_method_details[custom]"))?;
     if custom.display_name.is_empty() {
-        return Err(ApiError::missing_param(
-            "payment_method_details[custom][display_name]",
-        ));
+        return Err(ApiError::missing_param("payment_method_details[custom][display_name]"));
     }
-    text(
-        "payment_method_details[custom][display_name]",
-        Some(&custom.display_name),
-    )?;
+    text("payment_method_details[custom][display_name]", Some(&custom.display_name))?;
     if let Some(t) = custom.r#type.as_deref().filter(|t| !t.is_empty())
         && !valid_id(t, "cpmt_")
     {
@@ -215,22 +201,10 @@ pub fn payment_method_details(
         ));
     }
     if let Some(billing) = &details.billing_details {
-        address(
-            "payment_method_details[billing_details][address]",
-            billing.address.as_ref(),
-        )?;
-        email(
-            "payment_method_details[billing_details][email]",
-            billing.email.as_ref(),
-        )?;
-        text(
-            "payment_method_details[billing_details][name]",
-            billing.name.as_ref(),
-        )?;
-        text(
-            "payment_method_details[billing_details][phone]",
-            billing.phone.as_ref(),
-        )?;
+        address("payment_method_details[billing_details][address]", billing.address.as_ref())?;
+        email("payment_method_details[billing_details][email]", billing.email.as_ref())?;
+        text("payment_method_details[billing_details][name]", billing.name.as_ref())?;
+        text("payment_method_details[billing_details][phone]", billing.phone.as_ref())?;
     }
     Ok(pb::PaymentRecordPaymentMethodDetails {
         billing_details: details.billing_details.clone(),
@@ -247,9 +221,7 @@ pub fn payment_method_details(
 /// An id of an object settle does not own: the prefix and a plausible body.
 fn valid_id(value: &str, prefix: &str) -> bool {
     value.strip_prefix(prefix).is_some_and(|body| {
-        !body.is_empty()
-            && body.len() <= 255
-            && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        !body.is_empty() && body.len() <= 255 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     })
 }
 
@@ -274,9 +246,7 @@ pub fn processor_details(
 ) -> Result<pb::PaymentRecordProcessorDetails, ApiError> {
     let Some(details) = value else {
         return Ok(pb::PaymentRecordProcessorDetails {
-            custom: Some(pb::PaymentRecordCustomProcessorDetails {
-                payment_reference: None,
-            }),
+            custom: Some(pb::PaymentRecordCustomProcessorDetails { payment_reference: None }),
             r#type: pb::PaymentRecordProcessorType::Custom as i32,
         });
     };
@@ -287,10 +257,7 @@ pub fn processor_details(
         .and_then(|c| c.payment_reference.as_ref())
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::missing_param("processor_details[custom][payment_reference]"))?;
-    text(
-        "processor_details[custom][payment_reference]",
-        Some(reference),
-    )?;
+    text("processor_details[custom][payment_reference]", Some(reference))?;
     Ok(details.clone())
 }
 
@@ -353,24 +320,15 @@ mod tests {
         assert_eq!(details.r#type, "custom");
         let cases = [
             (
-                pb::PaymentRecordPaymentMethodDetailsParams {
-                    r#type: None,
-                    ..custom_details()
-                },
+                pb::PaymentRecordPaymentMethodDetailsParams { r#type: None, ..custom_details() },
                 "payment_method_details[type]",
             ),
             (
-                pb::PaymentRecordPaymentMethodDetailsParams {
-                    r#type: Some(7),
-                    ..custom_details()
-                },
+                pb::PaymentRecordPaymentMethodDetailsParams { r#type: Some(7), ..custom_details() },
                 "payment_method_details[type]",
             ),
             (
-                pb::PaymentRecordPaymentMethodDetailsParams {
-                    custom: None,
-                    ..custom_details()
-                },
+                pb::PaymentRecordPaymentMethodDetailsParams { custom: None, ..custom_details() },
                 "payment_method_details[custom]",
             ),
             (
@@ -382,10 +340,7 @@ mod tests {
             ),
         ];
         for (params, expected) in cases {
-            assert_eq!(
-                field(payment_method_details(Some(&params)).unwrap_err()).1,
-                expected
-            );
+            assert_eq!(field(payment_method_details(Some(&params)).unwrap_err()).1, expected);
         }
         assert_eq!(
             field(payment_method_details(None).unwrap_err()),
@@ -406,10 +361,7 @@ mod tests {
             field(outcome(Some(1), None, None, 10).unwrap_err()),
             ("parameter_missing".into(), "failed".into())
         );
-        assert_eq!(
-            field(outcome(None, Some(&failed), None, 10).unwrap_err()).1,
-            "failed"
-        );
+        assert_eq!(field(outcome(None, Some(&failed), None, 10).unwrap_err()).1, "failed");
         assert_eq!(
             field(outcome(Some(1), Some(&failed), Some(&guaranteed), 10).unwrap_err()).1,
             "guaranteed"
@@ -418,10 +370,7 @@ mod tests {
             field(outcome(Some(1), Some(&failed), None, 4).unwrap_err()),
             ("parameter_invalid".into(), "failed[failed_at]".into())
         );
-        assert_eq!(
-            field(outcome(Some(0), None, None, 10).unwrap_err()).1,
-            "outcome"
-        );
+        assert_eq!(field(outcome(Some(0), None, None, 10).unwrap_err()).1, "outcome");
     }
 
     #[test]
@@ -437,14 +386,8 @@ mod tests {
             field(refund_reference(Some(&params(1, ""))).unwrap_err()).1,
             "processor_details[custom][refund_reference]"
         );
-        assert_eq!(
-            field(refund_reference(Some(&params(0, "r"))).unwrap_err()).1,
-            "processor_details[type]"
-        );
-        assert_eq!(
-            field(refund_reference(None).unwrap_err()).1,
-            "processor_details"
-        );
+        assert_eq!(field(refund_reference(Some(&params(0, "r"))).unwrap_err()).1, "processor_details[type]");
+        assert_eq!(field(refund_reference(None).unwrap_err()).1, "processor_details");
         assert!(refund_outcome(1).is_ok());
         assert_eq!(field(refund_outcome(0).unwrap_err()).0, "parameter_missing");
     }
@@ -453,13 +396,7 @@ mod tests {
     fn empty_details_mean_none() {
         assert_eq!(customer_details(Some(&Default::default())).unwrap(), None);
         assert_eq!(shipping_details(Some(&Default::default())).unwrap(), None);
-        let bad = pb::PaymentRecordCustomerDetails {
-            customer: Some("acct_1".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            field(customer_details(Some(&bad)).unwrap_err()).1,
-            "customer_details[customer]"
-        );
+        let bad = pb::PaymentRecordCustomerDetails { customer: Some("acct_1".into()), ..Default::default() };
+        assert_eq!(field(customer_details(Some(&bad)).unwrap_err()).1, "customer_details[customer]");
     }
 }
