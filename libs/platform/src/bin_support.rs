@@ -39,6 +39,7 @@ where
             return ExitCode::from(70);
         }
     };
+    crate::faults::setup();
     let shutdown = CancellationToken::new();
     crate::shutdown::cancel_on_signal(shutdown.clone());
     match run(config, shutdown).await {

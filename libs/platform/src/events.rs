@@ -31,9 +31,20 @@ const STREAM_BATCH: i64 = 100;
 /// How often a stream re-reads when nothing was signalled (commits numbered by another replica).
 const STREAM_POLL: Duration = Duration::from_millis(250);
 
-const COLUMNS: &str = "SELECT seq, id, account_id, type, object_id, object_sequence, data_type_url, \
-    data, previous_attributes, request_id, idempotency_key, traceparent, livemode, created \
-    FROM outbox_events WHERE account_id = ";
+macro_rules! select_events {
+    ($where:literal) => {
+        concat!(
+            "SELECT seq, id, account_id, type, object_id, object_sequence, data_type_url, data, \
+             previous_attributes, request_id, idempotency_key, traceparent, livemode, created \
+             FROM outbox_events WHERE ",
+            $where
+        )
+    };
+}
+
+const COLUMNS: &str = select_events!("account_id = ");
+/// Every account's events (for settle's own services); filters follow with ` AND …`.
+const ALL_ACCOUNTS: &str = select_events!("seq IS NOT NULL");
 
 #[derive(sqlx::FromRow)]
 struct EventRow {
@@ -281,19 +292,35 @@ impl EventService for EventsService {
                 )
             })?,
         };
+        // Another settle service may follow every account's events (invoices follows payments).
+        let account = if params.all_accounts {
+            if !ctx.principal.is_internal() {
+                return Err(ApiError::new(
+                    tonic::Code::PermissionDenied,
+                    ErrorReason::PermissionDenied,
+                    "all_accounts is only for settle's own services.",
+                )
+                .into());
+            }
+            None
+        } else {
+            Some(ctx.account().to_owned())
+        };
         let (sender, receiver) = mpsc::channel(STREAM_BATCH as usize);
         let db = self.db.clone();
         let mut sequenced = self.hub.subscribe();
         let shutdown = self.shutdown.clone();
-        let account = ctx.account().to_owned();
         tokio::spawn(async move {
             loop {
-                let mut query = SqlBuilder::new(COLUMNS);
-                query
-                    .bind(account.clone())
-                    .filter(" AND seq > ", cursor)
-                    .push(" ORDER BY seq ASC LIMIT ")
-                    .bind(STREAM_BATCH);
+                let mut query = match &account {
+                    Some(account) => {
+                        let mut query = SqlBuilder::new(COLUMNS);
+                        query.bind(account.clone());
+                        query
+                    }
+                    None => SqlBuilder::new(ALL_ACCOUNTS),
+                };
+                query.filter(" AND seq > ", cursor).push(" ORDER BY seq ASC LIMIT ").bind(STREAM_BATCH);
                 let rows = match query.fetch_all::<EventRow, _>(db.pool()).await {
                     Ok(rows) => rows,
                     Err(error) => {

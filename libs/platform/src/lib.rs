@@ -19,6 +19,7 @@ pub mod context;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod idempotency;
 pub mod ids;
 pub mod outbox;

@@ -36,6 +36,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(transparent)]
+    Peer(#[from] crate::client::PeerError),
 }
 
 /// A service's shared machinery, ready to have the service's own gRPC services added.

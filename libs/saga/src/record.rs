@@ -63,6 +63,8 @@ pub struct NewSaga {
     /// Ids of the objects the saga works on, by Stripe field name (shown by SagaService).
     pub subjects: BTreeMap<String, String>,
     pub idempotency_key: Option<String>,
+    /// The operation's answer when the first local step (recorded with the saga) already decides it.
+    pub result: Option<Vec<u8>>,
 }
 
 /// A recorded saga.

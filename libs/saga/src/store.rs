@@ -111,8 +111,8 @@ pub async fn insert(
     let subjects = serde_json::to_string(&saga.subjects).unwrap_or_else(|_| "{}".to_owned());
     sqlx::query(
         "INSERT INTO sagas (id, account_id, livemode, kind, state, step, data, subjects, idempotency_key, \
-           lease_holder, lease_expires_at, lease_version, traceparent, created, updated) \
-         VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10, 1, $11, $12, $12)",
+           lease_holder, lease_expires_at, lease_version, traceparent, created, updated, result) \
+         VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10, 1, $11, $12, $12, $13)",
     )
     .bind(saga.id.as_str())
     .bind(saga.account.as_str())
@@ -126,6 +126,7 @@ pub async fn insert(
     .bind(lease_until)
     .bind(traceparent.as_deref())
     .bind(now)
+    .bind(saga.result.clone())
     .execute(&mut **tx)
     .await?;
     let record = Saga {
@@ -138,7 +139,7 @@ pub async fn insert(
         data: saga.data.clone(),
         subjects: saga.subjects.clone(),
         idempotency_key: saga.idempotency_key.clone(),
-        result: None,
+        result: saga.result.clone(),
         failure: None,
         attempts: 0,
         last_error: None,

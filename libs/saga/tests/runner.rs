@@ -118,6 +118,7 @@ async fn record(
         data,
         subjects: BTreeMap::from([("invoice".to_owned(), "in_1".to_owned())]),
         idempotency_key: None,
+        result: None,
     };
     let mut tx = runner.db().begin().await.unwrap();
     let recorded =

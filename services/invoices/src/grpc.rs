@@ -1,16 +1,23 @@
 //! gRPC handlers: they translate requests into domain commands and store calls, and errors into
 //! statuses.
 
+pub mod applications;
 pub mod invoice_payments;
 
 pub use invoice_payments::InvoicePaymentsApi;
 
+use std::sync::Arc;
+
 use settle_platform::db::Db;
 use settle_platform::outbox::EventHub;
+use settle_saga::SagaRunner;
 
 /// What every handler of the invoices service shares.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
     pub hub: EventHub,
+    /// The payment-application sagas' context (the payments service's clients).
+    pub applications: Arc<crate::applications::Context>,
+    pub runner: SagaRunner,
 }

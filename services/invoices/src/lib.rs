@@ -5,10 +5,13 @@
 //! - [`model`]: how the stored Stripe-shaped document and the domain relate;
 //! - [`store`]: SQL per table, taking the caller's transaction.
 
+pub mod applications;
 pub mod config;
+pub mod consumer;
 pub mod domain;
 pub mod grpc;
 pub mod model;
+pub mod peers;
 pub mod startup;
 pub mod store;
 

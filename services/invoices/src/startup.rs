@@ -1,14 +1,21 @@
 //! Building and running the invoices service; `main` and the tests go through the same path.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use settle_platform::config::ConfigError;
 use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
+use settle_proto::common::v1::saga_service_server::SagaServiceServer;
 use settle_proto::settle::invoices::v1::invoice_payment_service_server::InvoicePaymentServiceServer;
+use settle_saga::service::SagaLogService;
+use settle_saga::{RunnerSettings, SagaKind, SagaRunner};
 use tokio_util::sync::CancellationToken;
 
+use crate::applications::{self, attach::AttachSaga, detach::DetachSaga, pay::PaySaga, reapply::ReapplySaga};
 use crate::config::InvoicesConfig;
 use crate::grpc::{AppState, InvoicePaymentsApi};
+use crate::peers::Payments;
 
 /// A built invoices service, bound and migrated, ready to serve.
 pub struct Application {
@@ -16,13 +23,36 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener, connects and migrates the database, and mounts the services.
+    /// Binds the listener, connects and migrates the database, starts the saga recovery loop and
+    /// the payments event consumer, and mounts the services.
     pub async fn build(config: InvoicesConfig, shutdown: CancellationToken) -> Result<Self, StartupError> {
-        let foundation =
-            Foundation::start("invoices", &config.platform, &[&crate::MIGRATIONS], shutdown).await?;
-        let state = AppState { db: foundation.db().clone(), hub: foundation.hub().clone() };
-        let foundation =
-            foundation.add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state)));
+        let foundation = Foundation::start(
+            "invoices",
+            &config.platform,
+            &[&crate::MIGRATIONS, &settle_saga::MIGRATIONS],
+            shutdown.clone(),
+        )
+        .await?;
+        let internal_key =
+            foundation.keys().internal_key().ok_or(ConfigError::MissingInternalKey)?.to_owned();
+        let payments = Payments::connect(&config.peers.payments_url, &internal_key)?;
+        let db = foundation.db().clone();
+        let ctx = applications::Context::new(db.clone(), foundation.hub().clone(), payments);
+        let kinds: Vec<Arc<dyn SagaKind>> = vec![
+            Arc::new(AttachSaga { ctx: ctx.clone() }),
+            Arc::new(DetachSaga { ctx: ctx.clone() }),
+            Arc::new(ReapplySaga { ctx: ctx.clone() }),
+            Arc::new(PaySaga { ctx: ctx.clone() }),
+        ];
+        let runner =
+            SagaRunner::new(db.clone(), &config.platform.instance_id, RunnerSettings::default(), kinds);
+        runner.spawn_background(shutdown.clone());
+        tokio::spawn(crate::consumer::run(ctx.clone(), runner.clone(), shutdown));
+
+        let state = AppState { db: db.clone(), hub: foundation.hub().clone(), applications: ctx, runner };
+        let foundation = foundation
+            .add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state)))
+            .add_service(SagaServiceServer::new(SagaLogService::new(db)));
         Ok(Application { foundation })
     }
 

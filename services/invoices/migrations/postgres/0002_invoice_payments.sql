@@ -26,8 +26,11 @@ CREATE INDEX invoice_payments_payment ON invoice_payments (account_id, payment, 
 
 -- Where this service is in each producer's event stream (e.g. the payments service's), advanced in
 -- the same transaction that applies an event, so a redelivered event has no second effect.
+-- One replica at a time follows a producer: it holds the lease (unix ms) and renews it as it goes.
 CREATE TABLE event_cursors (
-    producer TEXT PRIMARY KEY,
-    cursor   TEXT NOT NULL,
-    updated  BIGINT NOT NULL
+    producer         TEXT PRIMARY KEY,
+    cursor           TEXT NOT NULL,
+    holder           TEXT,
+    lease_expires_at BIGINT NOT NULL,
+    updated          BIGINT NOT NULL
 );

@@ -97,6 +97,7 @@ impl TestApp {
             .stream_events(settle_testkit::authorized(settle_proto::events::v1::StreamEventsRequest {
                 cursor,
                 types: Vec::new(),
+                all_accounts: false,
             }))
             .await
             .expect("stream starts")

@@ -113,7 +113,7 @@ backend_tests! {
         let follower = {
             let app_events = app.events.clone();
             tokio::spawn(async move {
-                let mut stream = app_events.clone().stream_events(authorized(ev::StreamEventsRequest { cursor: Some(cursor), types: vec![] })).await.unwrap().into_inner();
+                let mut stream = app_events.clone().stream_events(authorized(ev::StreamEventsRequest { cursor: Some(cursor), types: vec![], all_accounts: false })).await.unwrap().into_inner();
                 let mut out = Vec::new();
                 while out.len() < 2 {
                     let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
@@ -139,7 +139,7 @@ backend_tests! {
         let got = app.events.clone().get_event(authorized(ev::GetEventRequest { id: listed.data[0].id.clone() })).await.unwrap().into_inner();
         assert_eq!(got.id, listed.data[0].id);
         assert_eq!(got.object, "event");
-        let bad_cursor = app.events.clone().stream_events(authorized(ev::StreamEventsRequest { cursor: Some("nope".into()), types: vec![] })).await.unwrap_err();
+        let bad_cursor = app.events.clone().stream_events(authorized(ev::StreamEventsRequest { cursor: Some("nope".into()), types: vec![], all_accounts: false })).await.unwrap_err();
         assert_eq!(violated_fields(&bad_cursor), ["cursor"]);
     };
 

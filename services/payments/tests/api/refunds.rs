@@ -77,6 +77,7 @@ async fn events_of_type(app: &TestApp, event_type: &str, n: usize) -> Vec<ev::Ev
         .stream_events(authorized(ev::StreamEventsRequest {
             cursor: None,
             types: vec![event_type.to_owned()],
+            all_accounts: false,
         }))
         .await
         .unwrap()

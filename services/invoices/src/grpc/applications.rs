@@ -1,0 +1,499 @@
+//! The RPCs that move payments onto and off invoices — AttachPayment, DetachPayment,
+//! ReapplyPayment and PayInvoice with a payment method — each recording its saga and driving it
+//! inline. A request with an idempotency key derives its saga id from the key, so a retry finds the
+//! saga its first attempt started and answers with its outcome.
+
+use std::collections::BTreeMap;
+
+use settle_platform::ApiError;
+use settle_platform::context::RequestContext;
+use settle_platform::db::is_unique_violation;
+use settle_platform::ids::IdPrefix;
+use settle_platform::outbox::EventOrigin;
+use settle_proto::common::v1::ErrorReason;
+use settle_proto::settle::invoices::v1 as pb;
+use settle_proto::settle::invoices::v1::attach_payment_request::Payment as AttachTarget;
+use settle_proto::settle::invoices::v1::detach_payment_request::Payment as DetachTarget;
+use settle_proto::settle::invoices::v1::reapply_payment_request::Payment as ReapplyTarget;
+use settle_saga::store as saga_store;
+use settle_saga::{NewSaga, Outcome, Saga, SagaState, saga_id_for};
+use tonic::Code;
+
+use super::AppState;
+use crate::applications::attach::{AttachData, Leg};
+use crate::applications::effects::{self, PaymentFacts};
+use crate::applications::pay::PayData;
+use crate::applications::reapply::ReapplyData;
+use crate::applications::{PaymentKind, attach, detach, encode, pay, reapply};
+use crate::domain::invoice::InvoiceStatus;
+use crate::model;
+use crate::store::{invoice_payments, invoices};
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(IdPrefix::Invoice, id, "id")
+}
+
+/// Checks an id names an object of `kind` (else it cannot exist: `resource_missing`).
+fn check_id(id: &str, kind: IdPrefix, field: &str) -> Result<(), ApiError> {
+    if kind.matches(id) { Ok(()) } else { Err(ApiError::not_found(kind, id, field)) }
+}
+
+fn payment_of(kind: PaymentKind, id: String) -> Result<(PaymentKind, String), ApiError> {
+    let (prefix, field) = match kind {
+        PaymentKind::PaymentIntent => (IdPrefix::PaymentIntent, "payment_intent"),
+        PaymentKind::PaymentRecord => (IdPrefix::PaymentRecord, "payment_record"),
+    };
+    check_id(&id, prefix, field)?;
+    Ok((kind, id))
+}
+
+fn subjects(invoice: &str, kind: PaymentKind, payment: &str) -> BTreeMap<String, String> {
+    let field = match kind {
+        PaymentKind::PaymentIntent => "payment_intent",
+        PaymentKind::PaymentRecord => "payment_record",
+    };
+    BTreeMap::from([("invoice".to_owned(), invoice.to_owned()), (field.to_owned(), payment.to_owned())])
+}
+
+/// Answers with what a saga ended in (its stored result or its failure).
+fn answer(saga: &Saga) -> Result<pb::Invoice, ApiError> {
+    match saga.state {
+        SagaState::Failed => {
+            let failure =
+                saga.failure.clone().unwrap_or_else(|| crate::applications::internal_failure("failed"));
+            let reason =
+                ErrorReason::from_str_name(&format!("ERROR_REASON_{}", failure.reason.to_ascii_uppercase()))
+                    .unwrap_or(ErrorReason::StateUnsupported);
+            Err(ApiError::new(failure.code, reason, failure.message))
+        }
+        _ => match saga.result.as_deref() {
+            Some(bytes) => prost::Message::decode(bytes)
+                .map_err(|e| ApiError::internal("A stored result could not be read", &e)),
+            None => Err(in_progress(saga)),
+        },
+    }
+}
+
+fn in_progress(saga: &Saga) -> ApiError {
+    ApiError::new(
+        Code::Aborted,
+        ErrorReason::SagaInProgress,
+        format!(
+            "The operation ({}) is still in progress; retry with the same idempotency key to get its outcome.",
+            saga.id
+        ),
+    )
+}
+
+/// What a drive left for the caller.
+fn respond(outcome: Outcome) -> Result<pb::Invoice, ApiError> {
+    match outcome {
+        Outcome::Succeeded(saga) | Outcome::Failed(saga) => answer(&saga),
+        // The step is waiting for payments; the saga finishes in the background.
+        Outcome::Pending(saga) => match saga.result.as_deref() {
+            Some(_) if saga.state == SagaState::Running => answer(&saga),
+            _ => Err(ApiError::new(
+                Code::Unavailable,
+                ErrorReason::DependencyUnavailable,
+                format!(
+                    "The payments service did not answer; the operation ({}) will finish on its own. Retry with the same idempotency key to get its outcome.",
+                    saga.id
+                ),
+            )),
+        },
+        Outcome::LostLease => Err(ApiError::new(
+            Code::Aborted,
+            ErrorReason::SagaInProgress,
+            "The operation is being finished by another replica; retry with the same idempotency key.",
+        )),
+    }
+}
+
+/// The saga a previous attempt of this request (same idempotency key) started, if any. A saga of
+/// another operation under the same key is an idempotency error.
+async fn previous(
+    state: &AppState,
+    ctx: &RequestContext,
+    saga_id: &str,
+    kind: &str,
+    subjects: &BTreeMap<String, String>,
+) -> Result<Option<Saga>, ApiError> {
+    if ctx.idempotency_key.is_none() {
+        return Ok(None);
+    }
+    let Some(saga) = saga_store::get(&state.db, ctx.account(), saga_id).await? else { return Ok(None) };
+    if saga.kind != kind || subjects.iter().any(|(k, v)| saga.subjects.get(k) != Some(v)) {
+        return Err(ApiError::invalid_param(
+            "idempotency-key",
+            ErrorReason::IdempotencyError,
+            "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+        ));
+    }
+    Ok(Some(saga))
+}
+
+fn recorded_twice(error: sqlx::Error) -> ApiError {
+    if is_unique_violation(&error) {
+        ApiError::new(
+            Code::Aborted,
+            ErrorReason::SagaInProgress,
+            "A request with this idempotency key is in progress; retry it later.",
+        )
+    } else {
+        error.into()
+    }
+}
+
+/// AttachPayment: attaches a PaymentIntent or a Payment Record to an open invoice.
+pub async fn attach_payment(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: pb::AttachPaymentRequest,
+) -> Result<pb::Invoice, ApiError> {
+    check_id(&req.id, IdPrefix::Invoice, "id")?;
+    let (kind, payment) = match req.payment {
+        Some(AttachTarget::PaymentIntent(id)) => payment_of(PaymentKind::PaymentIntent, id)?,
+        Some(AttachTarget::PaymentRecord(id)) => payment_of(PaymentKind::PaymentRecord, id)?,
+        None => {
+            return Err(ApiError::missing_param("payment_intent")
+                .with_violation("payment_record", "Give exactly one of payment_intent and payment_record."));
+        }
+    };
+    let subjects = subjects(&req.id, kind, &payment);
+    let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+    if let Some(saga) = previous(state, ctx, &saga_id, attach::KIND, &subjects).await? {
+        return answer(&saga);
+    }
+
+    let db = &state.db;
+    let mut tx = db.begin().await?;
+    let doc = invoices::find(&mut *tx, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+    let status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
+    if !status.takes_payments() {
+        return Err(invoice_not_open(&doc.id, status));
+    }
+    if let Some((counted, _)) =
+        invoice_payments::find_live_by_payment(&mut *tx, ctx.account(), &payment).await?
+    {
+        return Err(ApiError::failed_precondition(
+            ErrorReason::PaymentAlreadyAttached,
+            format!("{payment} is already applied to invoice {}.", counted.invoice),
+        )
+        .with_violation(
+            if kind == PaymentKind::PaymentIntent { "payment_intent" } else { "payment_record" },
+            "The payment is already attached.",
+        ));
+    }
+    let data = AttachData {
+        payment: payment.clone(),
+        kind,
+        leg: Leg {
+            invoice: doc.id.clone(),
+            invoice_payment: IdPrefix::InvoicePayment.generate(),
+            customer: doc.customer.clone(),
+            currency: doc.currency.clone(),
+            is_default: false,
+            reserved: None,
+        },
+        refusal: None,
+    };
+    let new = NewSaga {
+        id: saga_id,
+        account: ctx.account().to_owned(),
+        livemode: ctx.livemode(),
+        kind: attach::KIND,
+        step: "reserve",
+        data: encode(&data),
+        subjects,
+        idempotency_key: ctx.idempotency_key.clone(),
+        result: None,
+    };
+    let (saga, fence) = saga_store::insert(&mut tx, &new, state.runner.holder(), state.runner.lease_until())
+        .await
+        .map_err(recorded_twice)?;
+    tx.commit().await?;
+    respond(state.runner.drive(saga, fence).await)
+}
+
+fn invoice_not_open(id: &str, status: InvoiceStatus) -> ApiError {
+    ApiError::failed_precondition(
+        ErrorReason::InvoiceNotOpen,
+        format!(
+            "Invoice {id} is {}; payments can only be applied to open or uncollectible invoices.",
+            status.as_str()
+        ),
+    )
+    .with_violation("id", "The invoice does not take payments.")
+}
+
+/// The invoice payment on invoice `invoice` that counts `payment` (or that is `invoice_payment`).
+async fn counted_on(
+    tx: &mut settle_platform::db::Tx,
+    ctx: &RequestContext,
+    invoice: &str,
+    target: &DetachTarget,
+) -> Result<(pb::InvoicePayment, String, String), ApiError> {
+    let payment = match target {
+        DetachTarget::PaymentIntent(id) => {
+            check_id(id, IdPrefix::PaymentIntent, "payment_intent")?;
+            id.clone()
+        }
+        DetachTarget::PaymentRecord(id) => {
+            check_id(id, IdPrefix::PaymentRecord, "payment_record")?;
+            id.clone()
+        }
+        DetachTarget::InvoicePayment(id) => {
+            check_id(id, IdPrefix::InvoicePayment, "invoice_payment")?;
+            let found = invoice_payments::find(&mut **tx, ctx.account(), id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(IdPrefix::InvoicePayment, id, "invoice_payment"))?;
+            invoice_payments::payment_of(&found).1.to_owned()
+        }
+    };
+    match invoice_payments::find_live_by_payment(&mut **tx, ctx.account(), &payment).await? {
+        Some((invoice_payment, attach_key)) if invoice_payment.invoice == invoice => {
+            Ok((invoice_payment, attach_key, payment))
+        }
+        _ => Err(ApiError::failed_precondition(
+            ErrorReason::PaymentNotAttached,
+            format!("{payment} is not applied to invoice {invoice}."),
+        )),
+    }
+}
+
+/// DetachPayment: the invoice stops counting a payment, then payments releases it.
+pub async fn detach_payment(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: pb::DetachPaymentRequest,
+) -> Result<pb::Invoice, ApiError> {
+    check_id(&req.id, IdPrefix::Invoice, "id")?;
+    let Some(target) = req.payment else {
+        return Err(ApiError::missing_param("payment_intent").with_violation(
+            "invoice_payment",
+            "Give one of payment_intent, payment_record, invoice_payment.",
+        ));
+    };
+    let key_subjects = BTreeMap::from([("invoice".to_owned(), req.id.clone())]);
+    let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+    if let Some(saga) = previous(state, ctx, &saga_id, detach::KIND, &key_subjects).await? {
+        return answer(&saga);
+    }
+    let db = &state.db;
+    let mut tx = db.begin().await?;
+    let mut doc = invoices::find_for_update(&mut tx, db.backend(), ctx.account(), &req.id)
+        .await?
+        .ok_or_else(|| not_found(&req.id))?;
+    let status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
+    if matches!(status, InvoiceStatus::Draft | InvoiceStatus::Void) {
+        return Err(ApiError::failed_precondition(
+            ErrorReason::StateUnsupported,
+            format!("Invoice {} is {}; nothing can be detached from it.", doc.id, status.as_str()),
+        ));
+    }
+    let (mut invoice_payment, attach_key, payment) = counted_on(&mut tx, ctx, &doc.id, &target).await?;
+    let origin = EventOrigin::from(ctx);
+    let (saga, fence, effects) = detach::unapply_and_record(
+        &mut tx,
+        &state.applications,
+        &state.runner,
+        &origin,
+        saga_id,
+        &mut doc,
+        &mut invoice_payment,
+        attach_key,
+        payment,
+        true,
+    )
+    .await
+    .map_err(|e| match e {
+        detach::UnapplyError::Database(e) => recorded_twice(e),
+        other => ApiError::internal("The payment could not be detached", &other),
+    })?;
+    tx.commit().await?;
+    if !effects.events.is_empty() {
+        state.hub.committed();
+    }
+    respond(state.runner.drive(saga, fence).await)
+}
+
+/// ReapplyPayment: moves a payment from the invoice that counts it onto this one.
+pub async fn reapply_payment(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: pb::ReapplyPaymentRequest,
+) -> Result<pb::Invoice, ApiError> {
+    check_id(&req.id, IdPrefix::Invoice, "id")?;
+    let (kind, payment) = match req.payment {
+        Some(ReapplyTarget::PaymentIntent(id)) => payment_of(PaymentKind::PaymentIntent, id)?,
+        Some(ReapplyTarget::PaymentRecord(id)) => payment_of(PaymentKind::PaymentRecord, id)?,
+        None => {
+            return Err(ApiError::missing_param("payment_intent")
+                .with_violation("payment_record", "Give exactly one of payment_intent and payment_record."));
+        }
+    };
+    let subjects = subjects(&req.id, kind, &payment);
+    let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+    if let Some(saga) = previous(state, ctx, &saga_id, reapply::KIND, &subjects).await? {
+        return answer(&saga);
+    }
+    let db = &state.db;
+    let mut tx = db.begin().await?;
+    let (mut counted, source_key) = invoice_payments::find_live_by_payment(&mut *tx, ctx.account(), &payment)
+        .await?
+        .ok_or_else(|| {
+            ApiError::failed_precondition(
+                ErrorReason::PaymentNotAttached,
+                format!("{payment} is not applied to any invoice; attach it instead."),
+            )
+        })?;
+    if counted.invoice == req.id {
+        return Err(ApiError::failed_precondition(
+            ErrorReason::PaymentAlreadyAttached,
+            format!("{payment} is already applied to invoice {}.", req.id),
+        ));
+    }
+    let target = invoices::find(&mut *tx, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+    // Refuse up front what the target would refuse, so nothing moves for a request that cannot succeed.
+    let facts = PaymentFacts {
+        customer: target.customer.clone(),
+        currency: counted.currency.clone(),
+        amount: settle_money::Amount::new(counted.amount_paid.unwrap_or(counted.amount_requested)),
+        succeeded: counted.status == pb::InvoicePaymentStatus::Paid as i32,
+    };
+    let mut source = invoices::find_for_update(&mut tx, db.backend(), ctx.account(), &counted.invoice)
+        .await?
+        .ok_or_else(|| not_found(&counted.invoice))?;
+    let source_facts = PaymentFacts { customer: source.customer.clone(), ..facts.clone() };
+    effects::guard(&target, &source_facts).map_err(refusal_error)?;
+    let _ = facts;
+    let data = ReapplyData {
+        payment: payment.clone(),
+        kind,
+        source_key,
+        source: Leg {
+            invoice: source.id.clone(),
+            invoice_payment: IdPrefix::InvoicePayment.generate(),
+            customer: source.customer.clone(),
+            currency: source.currency.clone(),
+            is_default: false,
+            reserved: None,
+        },
+        target: Leg {
+            invoice: target.id.clone(),
+            invoice_payment: IdPrefix::InvoicePayment.generate(),
+            customer: target.customer.clone(),
+            currency: target.currency.clone(),
+            is_default: false,
+            reserved: None,
+        },
+        refusal: None,
+    };
+    let origin = EventOrigin::from(ctx);
+    let unapplied = effects::unapply(&mut source, &mut counted, settle_platform::time::now_unix(), true)
+        .map_err(|e| ApiError::internal("The payment could not be detached", &e))?;
+    effects::persist(&mut tx, db.backend(), &origin, &source, Some((&counted, None)), &unapplied).await?;
+    let mut subjects = subjects;
+    subjects.insert("from_invoice".to_owned(), source.id.clone());
+    let new = NewSaga {
+        id: saga_id,
+        account: ctx.account().to_owned(),
+        livemode: ctx.livemode(),
+        kind: reapply::KIND,
+        step: "release_source",
+        data: encode(&data),
+        subjects,
+        idempotency_key: ctx.idempotency_key.clone(),
+        result: None,
+    };
+    let (saga, fence) = saga_store::insert(&mut tx, &new, state.runner.holder(), state.runner.lease_until())
+        .await
+        .map_err(recorded_twice)?;
+    tx.commit().await?;
+    state.hub.committed();
+    respond(state.runner.drive(saga, fence).await)
+}
+
+fn refusal_error(refusal: effects::Refusal) -> ApiError {
+    let error = ApiError::new(refusal.code, refusal.reason, refusal.message.clone());
+    match refusal.field {
+        Some(field) => error.with_violation(field, refusal.message),
+        None => error,
+    }
+}
+
+/// PayInvoice with a payment method (or the invoice's default): charges what the invoice still
+/// owes with a new PaymentIntent and attaches it as the invoice's default payment.
+pub async fn pay_invoice(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: pb::PayInvoiceRequest,
+) -> Result<pb::Invoice, ApiError> {
+    check_id(&req.id, IdPrefix::Invoice, "id")?;
+    settle_platform::validate::unsupported(
+        "source",
+        req.source.as_deref().is_some_and(|s| !s.is_empty()),
+        "pass a payment_method",
+    )?;
+    settle_platform::validate::unsupported(
+        "forgive",
+        req.forgive == Some(true),
+        "settle charges the whole amount remaining",
+    )?;
+    let key_subjects = BTreeMap::from([("invoice".to_owned(), req.id.clone())]);
+    let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+    if let Some(saga) = previous(state, ctx, &saga_id, pay::KIND, &key_subjects).await? {
+        return answer(&saga);
+    }
+    let db = &state.db;
+    let mut tx = db.begin().await?;
+    let doc = invoices::find(&mut *tx, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+    let status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
+    if !status.takes_payments() {
+        return Err(invoice_not_open(&doc.id, status));
+    }
+    if doc.amount_remaining <= 0 {
+        return Err(ApiError::failed_precondition(
+            ErrorReason::InvoiceNotOpen,
+            format!("Invoice {} has nothing left to pay.", doc.id),
+        ));
+    }
+    let payment_method = req
+        .payment_method
+        .clone()
+        .filter(|m| !m.is_empty())
+        .or_else(|| doc.default_payment_method.clone())
+        .ok_or_else(|| ApiError::missing_param("payment_method"))?;
+    let data = PayData {
+        payment_method,
+        amount: doc.amount_remaining,
+        description: format!("Payment for invoice {}", doc.number.clone().unwrap_or_else(|| doc.id.clone())),
+        off_session: req.off_session,
+        intent: None,
+        leg: Leg {
+            invoice: doc.id.clone(),
+            invoice_payment: IdPrefix::InvoicePayment.generate(),
+            customer: doc.customer.clone(),
+            currency: doc.currency.clone(),
+            is_default: true,
+            reserved: None,
+        },
+        refusal: None,
+    };
+    let new = NewSaga {
+        id: saga_id,
+        account: ctx.account().to_owned(),
+        livemode: ctx.livemode(),
+        kind: pay::KIND,
+        step: "create_intent",
+        data: encode(&data),
+        subjects: key_subjects,
+        idempotency_key: ctx.idempotency_key.clone(),
+        result: None,
+    };
+    let (saga, fence) = saga_store::insert(&mut tx, &new, state.runner.holder(), state.runner.lease_until())
+        .await
+        .map_err(recorded_twice)?;
+    tx.commit().await?;
+    respond(state.runner.drive(saga, fence).await)
+}
