@@ -1,5 +1,7 @@
 //! The `main` of every service binary: load config (exit 64 with one clear line if it is bad),
-//! `--dump-config`, telemetry, signal handling, build, serve.
+//! `--dump-config`, telemetry, signal handling, build, serve. `--migrate-only` builds the service
+//! (which applies its migrations) and exits without serving: the Kubernetes init container runs it
+//! so a new version's schema is in place before any pod of it serves.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -41,7 +43,13 @@ where
     };
     crate::faults::setup();
     let shutdown = CancellationToken::new();
-    crate::shutdown::cancel_on_signal(shutdown.clone());
+    if std::env::args().any(|arg| arg == "--migrate-only") {
+        // Already cancelled: the service migrates while it builds, then stops at once.
+        shutdown.cancel();
+        tracing::info!("--migrate-only: applying migrations and exiting");
+    } else {
+        crate::shutdown::cancel_on_signal(shutdown.clone());
+    }
     match run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
