@@ -6,6 +6,8 @@
 //! let payments = PaymentIntentServiceClient::new(suite.payments.channel());
 //! ```
 
+pub mod process;
+
 use settle_platform::db::Backend;
 use settle_platform::testing::TestDatabase;
 use settle_testkit::RunningServer;
