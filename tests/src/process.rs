@@ -84,15 +84,15 @@ impl Node {
         let deadline = Instant::now() + timeout;
         let url = format!("http://{}", self.addr);
         loop {
-            if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) {
-                if let Ok(channel) = endpoint.connect_timeout(Duration::from_millis(200)).connect().await {
-                    let serving = HealthClient::new(channel)
-                        .check(HealthCheckRequest { service: String::new() })
-                        .await
-                        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
-                    if serving {
-                        return;
-                    }
+            if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone())
+                && let Ok(channel) = endpoint.connect_timeout(Duration::from_millis(200)).connect().await
+            {
+                let serving = HealthClient::new(channel)
+                    .check(HealthCheckRequest { service: String::new() })
+                    .await
+                    .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
+                if serving {
+                    return;
                 }
             }
             assert!(Instant::now() < deadline, "{:?} not healthy within {timeout:?}", self.service);
