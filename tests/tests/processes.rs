@@ -38,3 +38,78 @@ async fn nodes_start_die_and_restart() {
     println!("graceful stops: invoices {invoices_stopped:?}, payments {payments_stopped:?}");
     assert!(payments_stopped < Duration::from_secs(10), "no connection of ours held the drain");
 }
+
+/// Fetches `/metrics` from `addr` with a plain HTTP/1.1 request.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: settle\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the first sample whose line starts with `name` and mentions every `label`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|label| line.contains(label)))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn a_node_serves_prometheus_metrics_of_its_rpcs_pool_and_outbox() {
+    use settle_proto::settle::payments::v1::CreatePaymentIntentRequest;
+    use settle_proto::settle::payments::v1::payment_intent_service_client::PaymentIntentServiceClient;
+
+    let database = TestDatabase::sqlite();
+    let metrics_addr = free_addr();
+    let env = BTreeMap::from([
+        ("DATABASE_URL".to_owned(), database.url().to_owned()),
+        ("SETTLE_METRICS_ADDR".to_owned(), metrics_addr.to_string()),
+    ]);
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_settle-node"));
+    let mut payments = Node::new(binary, Service::Payments, free_addr(), env);
+    payments.start(None);
+    payments.wait_healthy(Duration::from_secs(30)).await;
+
+    // The node runs with the development key (no SETTLE_API_KEYS), which the testkit also sends.
+    let mut client = PaymentIntentServiceClient::new(settle_testkit::channel(payments.addr));
+    let create = CreatePaymentIntentRequest { amount: 1200, currency: "usd".into(), ..Default::default() };
+    for _ in 0..3 {
+        client
+            .create_payment_intent(settle_testkit::idempotent(create.clone(), "metrics-once"))
+            .await
+            .unwrap();
+    }
+    let refused = client
+        .create_payment_intent(settle_testkit::authorized(CreatePaymentIntentRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
+    // The outbox gauge is read at scrape time; give the sequencer its moment.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = scrape(metrics_addr).await;
+        if sample(&text, "settle_outbox_sequenced", &["service=\"payments\""]).unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let method = "rpc_method=\"CreatePaymentIntent\"";
+    let ok = sample(&text, "rpc_server_duration_milliseconds_count", &[method, "rpc_grpc_status_code=\"0\""]);
+    assert_eq!(ok, Some(3.0), "{text}");
+    let invalid =
+        sample(&text, "rpc_server_duration_milliseconds_count", &[method, "rpc_grpc_status_code=\"3\""]);
+    assert_eq!(invalid, Some(1.0), "{text}");
+    let replays = sample(&text, "settle_idempotent_replays_total", &[]);
+    assert_eq!(replays, Some(2.0), "{text}");
+    assert_eq!(sample(&text, "settle_outbox_sequenced", &["service=\"payments\""]), Some(1.0), "{text}");
+    assert!(
+        sample(&text, "settle_db_pool_connections", &["service=\"payments\"", "state=\"idle\""]).is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("grpc.health"), "health checks stay out of the RPC metrics");
+    payments.stop().await;
+}

@@ -49,6 +49,12 @@ where
         tracing::info!("--migrate-only: applying migrations and exiting");
     } else {
         crate::shutdown::cancel_on_signal(shutdown.clone());
+        if let Some(addr) = config.as_ref().metrics_addr {
+            // Metrics are for looking at the service, not part of it: a taken port is a warning.
+            if let Err(error) = crate::metrics::serve(addr, shutdown.clone()).await {
+                tracing::warn!(%addr, %error, "metrics endpoint unavailable");
+            }
+        }
     }
     match run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

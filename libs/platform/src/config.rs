@@ -45,6 +45,9 @@ pub struct PlatformConfig {
     pub log_format: LogFormat,
     /// This replica's name (saga leases, logs).
     pub instance_id: String,
+    /// Where `/metrics` is served (Prometheus text format); unset serves no metrics endpoint.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Defaults a service passes to [`load`]; everything not listed falls back to the platform default.

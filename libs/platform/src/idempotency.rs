@@ -114,6 +114,7 @@ pub async fn claim<T: Message + Default>(
             let replay = T::decode(response.as_slice())
                 .map_err(|e| ApiError::internal("Could not decode the stored idempotent response", &e))?;
             tracing::debug!(idempotency_key = %key, "replaying stored response");
+            crate::metrics::idempotent_replays().add(1, &[opentelemetry::KeyValue::new("method", method)]);
             Ok(Claim::Replay(replay))
         }
         None if !locked => Err(in_use(key)),

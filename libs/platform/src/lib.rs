@@ -22,6 +22,7 @@ pub mod events;
 pub mod faults;
 pub mod idempotency;
 pub mod ids;
+pub mod metrics;
 pub mod outbox;
 pub mod pagination;
 pub mod search;

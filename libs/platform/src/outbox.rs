@@ -61,6 +61,11 @@ impl EventHub {
         self.inner.committed.notify_one();
     }
 
+    /// The highest sequence number known to this process.
+    pub fn sequenced(&self) -> i64 {
+        *self.inner.sequenced.borrow()
+    }
+
     /// Watches the highest sequence number assigned in this process.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.inner.sequenced.subscribe()

@@ -68,6 +68,7 @@ impl Foundation {
         let hub = EventHub::new();
         tokio::spawn(outbox::run_sequencer(db.clone(), hub.clone(), shutdown.clone()));
         tokio::spawn(housekeeping(db.clone(), shutdown.clone()));
+        crate::metrics::watch_service(name, db.clone(), hub.clone());
 
         let readiness_db = db.clone();
         let server = server

@@ -1,7 +1,8 @@
 //! One span per RPC, following OpenTelemetry's gRPC conventions (`rpc.system`, `rpc.service`,
 //! `rpc.method`, `rpc.grpc.status_code`), continuing the caller's W3C trace context, and giving the
 //! request its id. The span stays open until the response body (and its trailers) is finished, so
-//! it records the final gRPC status even for streams.
+//! it records the final gRPC status even for streams; the same moment records the RPC's duration in
+//! the `rpc.server.duration` metric (health and reflection calls are left out of it).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -86,8 +87,9 @@ where
             .into();
         span.record("request_id", &*request_id);
         request.extensions_mut().insert(RequestId(request_id));
+        let timing = RpcTiming::for_path(request.uri().path());
         let inner = span.in_scope(|| self.inner.call(request));
-        TracedFuture { inner, span: Some(span) }
+        TracedFuture { inner, span: Some(span), timing }
     }
 }
 
@@ -97,6 +99,7 @@ pin_project! {
         #[pin]
         inner: F,
         span: Option<Span>,
+        timing: Option<RpcTiming>,
     }
 }
 
@@ -116,11 +119,15 @@ where
                 Poll::Pending
             }
             Poll::Ready(Ok(response)) => {
+                let mut timing = this.timing.take();
                 // A trailers-only response (every error a handler returns) has the status here.
                 if let Some(code) = grpc_status(response.headers()) {
                     record_status(&span, code);
+                    if let Some(timing) = timing.as_mut() {
+                        timing.code = Some(code);
+                    }
                 }
-                Poll::Ready(Ok(response.map(|inner| TracedBody { inner, span })))
+                Poll::Ready(Ok(response.map(|inner| TracedBody { inner, span, timing })))
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
         }
@@ -133,6 +140,55 @@ pin_project! {
         #[pin]
         inner: B,
         span: Span,
+        timing: Option<RpcTiming>,
+    }
+
+    impl<B> PinnedDrop for TracedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(timing) = this.project().timing.take() {
+                timing.record();
+            }
+        }
+    }
+}
+
+/// When an RPC started and how it ended, for `rpc.server.duration`.
+pub struct RpcTiming {
+    start: std::time::Instant,
+    service: String,
+    method: String,
+    code: Option<i32>,
+}
+
+impl RpcTiming {
+    fn for_path(path: &str) -> Option<RpcTiming> {
+        let trimmed = path.trim_start_matches('/');
+        let (service, method) = trimmed.split_once('/')?;
+        if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
+            return None;
+        }
+        Some(RpcTiming {
+            start: std::time::Instant::now(),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            code: None,
+        })
+    }
+
+    fn record(self) {
+        use opentelemetry::KeyValue;
+        let millis = self.start.elapsed().as_secs_f64() * 1000.0;
+        // No status means the body ended without trailers: the client went away (CANCELLED).
+        let code = self.code.unwrap_or(1);
+        crate::metrics::rpc_duration().record(
+            millis,
+            &[
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.service", self.service),
+                KeyValue::new("rpc.method", self.method),
+                KeyValue::new("rpc.grpc.status_code", i64::from(code)),
+            ],
+        );
     }
 }
 
@@ -150,6 +206,9 @@ impl<B: Body> Body for TracedBody<B> {
             && let Some(code) = frame.trailers_ref().and_then(grpc_status)
         {
             record_status(this.span, code);
+            if let Some(timing) = this.timing.as_mut() {
+                timing.code = Some(code);
+            }
         }
         Poll::Ready(frame)
     }

@@ -14,6 +14,7 @@
 //! - What each kind does at each step is the kind's business ([`SagaKind`]); this crate only
 //!   records, drives, retries and recovers.
 
+mod metrics;
 pub mod record;
 pub mod runner;
 pub mod service;

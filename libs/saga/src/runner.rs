@@ -78,6 +78,9 @@ pub enum Outcome {
     LostLease,
 }
 
+/// How often the recovery loop measures the backlog of undriven sagas for the metrics.
+const BACKLOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Timings of the driver.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -187,7 +190,21 @@ impl SagaRunner {
         let mut failures = 0u32;
         loop {
             let step_name = saga.step.clone();
+            let started = std::time::Instant::now();
             let result = kind.step(&saga, &fence).instrument(tracing::debug_span!("saga.step", saga.id = %saga.id, saga.kind = %saga.kind, saga.step = %step_name)).await;
+            let step_outcome = match &result {
+                Ok(Transition::Next { .. }) => "next",
+                Ok(Transition::Committed { .. }) => "committed",
+                Ok(Transition::Finished(_)) => "finished",
+                Err(StepFailure::Retry(_)) => "retry",
+                Err(StepFailure::Fenced) => "fenced",
+            };
+            crate::metrics::step(
+                kind.name(),
+                &step_name,
+                step_outcome,
+                started.elapsed().as_secs_f64() * 1000.0,
+            );
             match result {
                 Ok(Transition::Next { step, data, state }) => {
                     saga.step = step.to_owned();
@@ -214,6 +231,7 @@ impl SagaRunner {
                     {
                         tracing::warn!(%error, saga_id = %saga.id, "could not record saga success; recovery will");
                     }
+                    crate::metrics::finished(kind.name(), "succeeded");
                     return Outcome::Succeeded(saga);
                 }
                 Ok(Transition::Finished(Ending::Failed(failure))) => {
@@ -226,6 +244,7 @@ impl SagaRunner {
                             return Outcome::Pending(saga);
                         }
                     }
+                    crate::metrics::finished(kind.name(), "failed");
                     saga.state = SagaState::Failed;
                     saga.failure = Some(failure);
                     return Outcome::Failed(saga);
@@ -280,7 +299,18 @@ impl SagaRunner {
     async fn recover_until(&self, shutdown: CancellationToken) {
         let settings = &self.inner.settings;
         let permits = Arc::new(Semaphore::new(usize::try_from(settings.recovery_batch).unwrap_or(32)));
+        let mut kinds: Vec<&'static str> = self.inner.kinds.keys().copied().collect();
+        kinds.sort_unstable();
+        let mut backlog_measured: Option<std::time::Instant> = None;
         loop {
+            // Measured before claiming, so the gauge shows what was waiting, not what is left.
+            if backlog_measured.is_none_or(|at| at.elapsed() >= BACKLOG_INTERVAL) {
+                backlog_measured = Some(std::time::Instant::now());
+                match store::stuck_summary(&self.inner.db).await {
+                    Ok(rows) => crate::metrics::set_backlog(&kinds, rows),
+                    Err(error) => tracing::debug!(%error, "could not measure the saga backlog"),
+                }
+            }
             let claimed = match self.recover_once(&permits).await {
                 Ok(n) => n,
                 Err(error) => {

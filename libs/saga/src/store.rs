@@ -354,14 +354,14 @@ pub async fn list(
     Ok(page.finish(rows).map(Saga::from))
 }
 
-/// How many live sagas have an expired lease (nobody driving them), and the oldest expiry.
-pub async fn stuck_summary(db: &Db) -> Result<(i64, Option<i64>), sqlx::Error> {
-    let row: (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), CAST(MIN(lease_expires_at) AS BIGINT) FROM sagas \
-         WHERE state IN ('running', 'compensating') AND lease_expires_at < $1",
+/// Per kind, how many live sagas have an expired lease or a due retry (nobody is driving them),
+/// and the oldest such moment (ms).
+pub async fn stuck_summary(db: &Db) -> Result<Vec<(String, i64, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kind, COUNT(*), CAST(MIN(lease_expires_at) AS BIGINT) FROM sagas \
+         WHERE state IN ('running', 'compensating') AND lease_expires_at < $1 GROUP BY kind",
     )
     .bind(now_millis())
-    .fetch_one(db.pool())
-    .await?;
-    Ok(row)
+    .fetch_all(db.pool())
+    .await
 }

@@ -48,6 +48,7 @@ pub fn config(database: &TestDatabase) -> PlatformConfig {
         shutdown_grace_seconds: 5,
         log_format: LogFormat::Text,
         instance_id: "test".to_owned(),
+        metrics_addr: None,
     }
 }
 

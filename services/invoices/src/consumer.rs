@@ -163,6 +163,7 @@ async fn follow(
             message = stream.message() => {
                 let Some(message) = message? else { break };
                 let Some(event) = message.event else { continue };
+                settle_platform::metrics::consumer_delay("invoices.payments_events", event.created);
                 let applied = apply_event(ctx, runner, holder, &event, &message.cursor).await?;
                 cursor = message.cursor;
                 unsaved = !applied;

@@ -7,6 +7,7 @@
 //! | `SETTLE_DATA_DIR` | `data` |
 //! | `SETTLE_HOST` | `127.0.0.1` |
 //! | `SETTLE_INVOICES_PORT`, `SETTLE_PAYMENTS_PORT`, `SETTLE_CREDIT_NOTES_PORT` | 50051, 50052, 50053 |
+//! | `SETTLE_METRICS_ADDR` | `127.0.0.1:9464` (`/metrics`) |
 //! | `SETTLE_API_KEYS`, `SETTLE_INTERNAL_KEY` | the development keys |
 //! | `SETTLE_LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | as for each service |
 
@@ -34,6 +35,8 @@ struct Launcher {
     internal_key: Option<SecretString>,
     log_format: LogFormat,
     shutdown_grace_seconds: u64,
+    /// One `/metrics` endpoint for all three services (they share the process' registry).
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +48,7 @@ struct Defaults {
     credit_notes_port: u16,
     log_format: LogFormat,
     shutdown_grace_seconds: u64,
+    metrics_addr: &'static str,
 }
 
 /// What `run_service` needs to know about the launcher's configuration.
@@ -73,6 +77,7 @@ impl Launcher {
             shutdown_grace_seconds: self.shutdown_grace_seconds,
             log_format: self.log_format,
             instance_id: format!("settle-{}", std::process::id()),
+            metrics_addr: self.metrics_addr,
         }
     }
 }
@@ -86,6 +91,7 @@ fn load() -> Result<Loaded, ConfigError> {
         credit_notes_port: settle_credit_notes::DEFAULT_PORT,
         log_format: LogFormat::Text,
         shutdown_grace_seconds: 10,
+        metrics_addr: "127.0.0.1:9464",
     })?;
     let template = launcher.service("payments", launcher.payments_port);
     template.api_keys()?;
