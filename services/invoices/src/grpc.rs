@@ -1,9 +1,18 @@
 //! gRPC handlers: they translate requests into domain commands and store calls, and errors into
 //! statuses.
 
+pub mod applications;
+pub mod charges;
+pub mod customer_balance;
+pub mod error_invoices;
+pub mod invoice_items;
 pub mod invoice_payments;
+pub mod invoices;
 
+pub use customer_balance::CustomerBalanceApi;
+pub use invoice_items::InvoiceItemsApi;
 pub use invoice_payments::InvoicePaymentsApi;
+pub use invoices::InvoicesApi;
 
 use settle_platform::db::Db;
 use settle_platform::outbox::EventHub;

@@ -4,11 +4,15 @@ use std::net::SocketAddr;
 
 use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
+use settle_proto::settle::invoices::v1::customer_balance_service_server::CustomerBalanceServiceServer;
+use settle_proto::settle::invoices::v1::invoice_item_service_server::InvoiceItemServiceServer;
 use settle_proto::settle::invoices::v1::invoice_payment_service_server::InvoicePaymentServiceServer;
+use settle_proto::settle::invoices::v1::invoice_service_server::InvoiceServiceServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::InvoicesConfig;
 use crate::grpc::{AppState, InvoicePaymentsApi};
+use crate::grpc::{CustomerBalanceApi, InvoiceItemsApi, InvoicesApi};
 
 /// A built invoices service, bound and migrated, ready to serve.
 pub struct Application {
@@ -21,6 +25,10 @@ impl Application {
         let foundation =
             Foundation::start("invoices", &config.platform, &[&crate::MIGRATIONS], shutdown).await?;
         let state = AppState { db: foundation.db().clone(), hub: foundation.hub().clone() };
+        let foundation = foundation
+            .add_service(InvoiceServiceServer::new(InvoicesApi::new(state.clone())))
+            .add_service(InvoiceItemServiceServer::new(InvoiceItemsApi::new(state.clone())))
+            .add_service(CustomerBalanceServiceServer::new(CustomerBalanceApi::new(state.clone())));
         let foundation =
             foundation.add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state)));
         Ok(Application { foundation })

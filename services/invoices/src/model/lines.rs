@@ -61,6 +61,55 @@ pub fn refresh_net_amount(item: &mut pb::InvoiceItem) {
     item.net_amount = (!item.discountable).then_some(item.amount);
 }
 
+/// The descriptive fields of a new item.
+#[derive(Debug, Clone, Default)]
+pub struct ItemFields {
+    pub description: Option<String>,
+    /// Stripe's default: false for a negative item, else true.
+    pub discountable: Option<bool>,
+    pub metadata: BTreeMap<String, String>,
+    /// Defaults to the item's creation time for both ends.
+    pub period: Option<pb::Period>,
+}
+
+/// Who and what a new item bills.
+#[derive(Debug, Clone)]
+pub struct ItemOwner<'a> {
+    pub customer: &'a str,
+    pub currency: &'a str,
+    pub livemode: bool,
+    /// The draft it is created on, or `None` for a pending item.
+    pub invoice: Option<&'a str>,
+}
+
+/// A new invoice item document.
+pub fn new_item(
+    id: String,
+    owner: &ItemOwner<'_>,
+    now: i64,
+    charge: &Charge,
+    price_details: Option<pb::PricingPriceDetails>,
+    fields: ItemFields,
+) -> Result<pb::InvoiceItem, CorruptItem> {
+    let mut item = pb::InvoiceItem {
+        currency: owner.currency.to_owned(),
+        customer: owner.customer.to_owned(),
+        date: now,
+        description: fields.description,
+        id,
+        invoice: owner.invoice.map(str::to_owned),
+        livemode: owner.livemode,
+        metadata: fields.metadata,
+        object: "invoiceitem".to_owned(),
+        period: Some(fields.period.unwrap_or(pb::Period { start: now, end: now })),
+        ..Default::default()
+    };
+    write_charge(&mut item, charge, price_details)?;
+    item.discountable = fields.discountable.unwrap_or(item.amount >= 0);
+    refresh_net_amount(&mut item);
+    Ok(item)
+}
+
 /// The line showing `item` on its invoice.
 pub fn line_for(item: &pb::InvoiceItem, line_id: &str, taxes: Vec<pb::Tax>) -> pb::InvoiceLineItem {
     pb::InvoiceLineItem {

@@ -219,3 +219,16 @@ pub async fn has_live(tx: &mut Tx, account: &str, invoice: &str) -> Result<bool,
     .await?;
     Ok(count > 0)
 }
+
+/// Whether the invoice's default invoice payment (the one PayInvoice made) is still `open`.
+pub async fn has_open_default(tx: &mut Tx, account: &str, invoice: &str) -> Result<bool, StoreError> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND invoice = $2 AND status = 'open' AND is_default = $3",
+    )
+    .bind(account)
+    .bind(invoice)
+    .bind(true)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(count > 0)
+}
