@@ -358,7 +358,7 @@ mod tests {
     fn expand_accepts_the_two_expansions_and_names_a_bad_one() {
         let parsed = Expand::parse(&["payments".into(), "confirmation_secret".into()], "").unwrap();
         assert_eq!(parsed, Expand { payments: true, confirmation_secret: true });
-        assert_eq!(Expand::parse(&["data.payments".into()], "data.").unwrap().payments, true);
+        assert!(Expand::parse(&["data.payments".into()], "data.").unwrap().payments);
         let error = Expand::parse(&["payments".into(), "customer".into()], "").unwrap_err();
         assert_eq!(error.field_violations[0].0, "expand[1]");
         assert!(Expand::parse(&["payments".into()], "data.").is_err());
