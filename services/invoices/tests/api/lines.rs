@@ -342,4 +342,65 @@ backend_tests! {
         assert_eq!(app.get(&invoice.id).await, invoice, "the valid first line of each refused call was not added either");
         assert_eq!(app.count_events("invoiceitem.created").await, 1);
     };
+
+    concurrent_pulls_put_each_pending_item_on_one_invoice => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let backend = app.database.backend().name();
+        let mut pending = Vec::new();
+        for amount in 1..=10 {
+            pending.push(app.create_item(item("cus_a", amount)).await.id);
+        }
+        // Eight invoices created at once, each asking for the customer's pending items.
+        let creations = (0..8).map(|_| {
+            let mut client = app.invoices.clone();
+            let mut request = crate::helpers::draft("cus_a");
+            request.pending_invoice_items_behavior = Some(pb::InvoicePendingInvoiceItemsBehavior::Include as i32);
+            tokio::spawn(async move { client.create_invoice(authorized(request)).await })
+        });
+        let (mut pulled, mut nothing_left) = (Vec::new(), 0);
+        for result in futures::future::join_all(creations).await {
+            match result.unwrap() {
+                Ok(invoice) => pulled.push(invoice.into_inner()),
+                Err(status) => {
+                    assert_eq!(reason(&status), "invoice_no_customer_line_items", "{status:?}");
+                    nothing_left += 1;
+                }
+            }
+        }
+        let lines: usize = pulled.iter().map(|i| i.lines.as_ref().unwrap().data.len()).sum();
+        println!("{backend}: 8 concurrent creations pulling 10 pending items → {} invoices with {lines} lines, {nothing_left} found nothing", pulled.len());
+        assert_eq!((pulled.len(), lines, nothing_left), (1, 10, 7));
+        assert_eq!(pulled[0].subtotal, 55);
+
+        // Eight drafts adding the same pending item at once: one gets it.
+        let contested = app.create_item(item("cus_a", 100)).await.id;
+        let mut drafts = Vec::new();
+        for _ in 0..8 {
+            drafts.push(app.create(crate::helpers::draft("cus_a")).await.id);
+        }
+        let adds = drafts.iter().map(|id| {
+            let mut client = app.invoices.clone();
+            let request = pb::AddLinesRequest {
+                id: id.clone(),
+                lines: vec![pb::InvoiceLineParams { invoice_item: Some(contested.clone()), ..Default::default() }],
+                ..Default::default()
+            };
+            tokio::spawn(async move { client.add_lines(authorized(request)).await })
+        });
+        let mut winners = Vec::new();
+        for result in futures::future::join_all(adds).await {
+            match result.unwrap() {
+                Ok(invoice) => winners.push(invoice.into_inner().id),
+                Err(status) => assert_eq!(reason(&status), "state_unsupported", "{status:?}"),
+            }
+        }
+        println!("{backend}: 8 concurrent add_lines of one pending item → {} succeeded", winners.len());
+        assert_eq!(winners.len(), 1);
+        assert_eq!(app.get_item(&contested).await.unwrap().invoice.as_deref(), Some(winners[0].as_str()));
+        let mut total_lines = 0;
+        for id in &drafts {
+            total_lines += app.get(id).await.lines.unwrap().data.len();
+        }
+        assert_eq!(total_lines, 1);
+    };
 }
