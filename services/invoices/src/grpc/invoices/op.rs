@@ -107,7 +107,7 @@ pub(crate) async fn respond(
         });
     }
     if expand.confirmation_secret {
-        doc.confirmation_secret = super::super::applications::confirmation_secret(state, ctx, &doc).await?;
+        doc.confirmation_secret = crate::grpc::applications::confirmation_secret(state, ctx, &doc).await?;
     }
     Ok(doc)
 }
