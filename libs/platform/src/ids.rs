@@ -24,9 +24,17 @@ pub enum IdPrefix {
     PaymentAttemptRecord,
     PaymentIntent,
     PaymentRecord,
+    /// An inline price (`price_data`) of an invoice item or line.
+    Price,
+    /// An inline product (`price_data.product_data`) of a line.
+    Product,
     Refund,
     Request,
     Saga,
+    /// An inline shipping rate (`shipping_cost.shipping_rate_data`) of an invoice.
+    ShippingRate,
+    /// An inline tax rate (`tax_amounts[].tax_rate_data`) of a line.
+    TaxRate,
 }
 
 impl IdPrefix {
@@ -47,9 +55,13 @@ impl IdPrefix {
             IdPrefix::PaymentAttemptRecord => "par_",
             IdPrefix::PaymentIntent => "pi_",
             IdPrefix::PaymentRecord => "pr_",
+            IdPrefix::Price => "price_",
+            IdPrefix::Product => "prod_",
             IdPrefix::Refund => "re_",
             IdPrefix::Request => "req_",
             IdPrefix::Saga => "saga_",
+            IdPrefix::ShippingRate => "shr_",
+            IdPrefix::TaxRate => "txr_",
         }
     }
 
@@ -70,9 +82,13 @@ impl IdPrefix {
             IdPrefix::PaymentAttemptRecord => "payment_attempt_record",
             IdPrefix::PaymentIntent => "payment_intent",
             IdPrefix::PaymentRecord => "payment_record",
+            IdPrefix::Price => "price",
+            IdPrefix::Product => "product",
             IdPrefix::Refund => "refund",
             IdPrefix::Request => "request",
             IdPrefix::Saga => "saga",
+            IdPrefix::ShippingRate => "shipping_rate",
+            IdPrefix::TaxRate => "tax_rate",
         }
     }
 

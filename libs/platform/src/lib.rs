@@ -7,7 +7,8 @@
 //! - [`idempotency`]: Stripe's idempotency keys, stored with the change they guard;
 //! - [`ids`], [`pagination`], [`error`]: Stripe-style ids, cursor paging, the error → status mapping;
 //! - [`db`], [`sql`]: PostgreSQL or SQLite chosen by URL, migrations at start, dynamic queries;
-//! - [`outbox`] and [`events`]: the transactional outbox and `EventService`;
+//! - [`outbox`] and [`events`]: the transactional outbox and `EventService`; [`proto_json`]: messages as
+//!   Stripe-style JSON, for events' `previous_attributes`;
 //! - [`client`]: calling another settle service (internal key, deadlines, retries);
 //! - [`shutdown`]: SIGTERM/SIGINT handling; [`testing`]: throwaway databases for tests.
 
@@ -25,6 +26,7 @@ pub mod ids;
 pub mod metrics;
 pub mod outbox;
 pub mod pagination;
+pub mod proto_json;
 pub mod search;
 pub mod server;
 pub mod shutdown;

@@ -87,7 +87,26 @@ impl PageRequest {
         query.bind(i64::from(self.limit) + 1);
     }
 
-    /// Turns the fetched rows (up to `limit + 1`, in query order) into a newest-first page.
+    /// Like [`Self::push_sql`], for lists kept in creation order, oldest first (an invoice's lines):
+    /// `starting_after` pages forward to newer rows, `ending_before` back to older ones. [`Self::finish`]
+    /// then returns the page oldest first.
+    pub fn push_sql_oldest_first(&self, query: &mut SqlBuilder) {
+        match &self.cursor {
+            Cursor::First => {
+                query.push(" ORDER BY id ASC LIMIT ");
+            }
+            Cursor::After(id) => {
+                query.filter(" AND id > ", id.clone()).push(" ORDER BY id ASC LIMIT ");
+            }
+            Cursor::Before(id) => {
+                query.filter(" AND id < ", id.clone()).push(" ORDER BY id DESC LIMIT ");
+            }
+        }
+        query.bind(i64::from(self.limit) + 1);
+    }
+
+    /// Turns the fetched rows (up to `limit + 1`, in query order) into a page in list order (newest
+    /// first after [`Self::push_sql`], oldest first after [`Self::push_sql_oldest_first`]).
     pub fn finish<T>(&self, mut rows: Vec<T>) -> Page<T> {
         let has_more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
@@ -195,5 +214,22 @@ mod tests {
         q.bind("a".to_owned());
         PageRequest { limit: 5, cursor: Cursor::After("pi_x".into()) }.push_sql(&mut q);
         assert_eq!(q.sql(), "SELECT * FROM t WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
+    }
+
+    #[test]
+    fn oldest_first_pages_forward_to_newer_rows() {
+        let mut q = SqlBuilder::new("SELECT * FROM t WHERE account_id = ");
+        q.bind("a".to_owned());
+        let after = PageRequest { limit: 2, cursor: Cursor::After("il_b".into()) };
+        after.push_sql_oldest_first(&mut q);
+        assert_eq!(q.sql(), "SELECT * FROM t WHERE account_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3");
+        assert_eq!(after.finish(vec![3, 4, 5]), Page { data: vec![3, 4], has_more: true });
+        let mut q = SqlBuilder::new("SELECT * FROM t WHERE account_id = ");
+        q.bind("a".to_owned());
+        let before = PageRequest { limit: 2, cursor: Cursor::Before("il_e".into()) };
+        before.push_sql_oldest_first(&mut q);
+        assert_eq!(q.sql(), "SELECT * FROM t WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
+        // Fetched newest first just before the cursor, returned oldest first.
+        assert_eq!(before.finish(vec![4, 3, 2]), Page { data: vec![3, 4], has_more: true });
     }
 }

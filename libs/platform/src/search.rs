@@ -4,8 +4,9 @@
 //! status:'succeeded' AND metadata['order_id']:'6735' AND amount>=1000 AND -customer:'cus_x'
 //! ```
 //!
-//! Clauses are `field:value` (equality), `field>n`, `field<n`, `field>=n`, `field<=n`, `field=n`
-//! (numbers), a leading `-` negates, and clauses combine with `AND` or with `OR` (one of them per
+//! Clauses are `field:value` (equality), `field~'value'` (substring of a text field, at least 3
+//! characters, case-sensitive), `field>n`, `field<n`, `field>=n`, `field<=n`, `field=n` (numbers), a
+//! leading `-` negates, and clauses combine with `AND` or with `OR` (one of them per
 //! query, as in Stripe), at most 10. Strings are quoted with `'` or `"`; `null` matches a missing
 //! metadata key. The parser is pure; [`Query::push_sql`] turns a parsed query into bound SQL.
 
@@ -17,6 +18,8 @@ use crate::sql::SqlBuilder;
 
 /// Most clauses a query may have (Stripe's limit).
 pub const MAX_CLAUSES: usize = 10;
+/// Shortest value a substring (`~`) clause takes (Stripe's limit).
+pub const MIN_SUBSTRING_LEN: usize = 3;
 
 /// What values a searchable field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub enum Connective {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Eq,
+    /// `~`: the text contains the value.
+    Contains,
     Gt,
     Gte,
     Lt,
@@ -214,8 +219,10 @@ fn parse_clause(lexer: &mut Lexer<'_>, fields: &[Field]) -> Result<Clause, ApiEr
         Op::Lt
     } else if lexer.eat(":") || lexer.eat("=") {
         Op::Eq
+    } else if lexer.eat("~") {
+        Op::Contains
     } else {
-        return Err(invalid(format!("Expected :, =, >, <, >= or <= after {name:?}.")));
+        return Err(invalid(format!("Expected :, ~, =, >, <, >= or <= after {name:?}.")));
     };
     let value = if lexer.input[lexer.pos..].starts_with(['\'', '"']) {
         Value::Text(lexer.quoted()?)
@@ -235,8 +242,15 @@ fn parse_clause(lexer: &mut Lexer<'_>, fields: &[Field]) -> Result<Clause, ApiEr
         Target::Field(field) => field.kind,
         Target::Metadata(_) => FieldKind::Text,
     };
+    if let (Op::Contains, Value::Text(text)) = (op, &value)
+        && text.chars().count() < MIN_SUBSTRING_LEN
+    {
+        return Err(invalid(format!(
+            "A substring (~) value must be at least {MIN_SUBSTRING_LEN} characters long."
+        )));
+    }
     let valid = match (kind, op, &value) {
-        (FieldKind::Text, Op::Eq, Value::Text(_)) => true,
+        (FieldKind::Text, Op::Eq | Op::Contains, Value::Text(_)) => true,
         (FieldKind::Text, Op::Eq, Value::Null) => matches!(target, Target::Metadata(_)),
         (FieldKind::Number, _, Value::Number(_)) => true,
         _ => false,
@@ -265,10 +279,23 @@ impl Query {
                 sql.push("NOT ");
             }
             sql.push("(");
-            match &clause.target {
-                Target::Field(field) => {
+            match (&clause.target, &clause.value) {
+                // Substring: case-sensitive on both backends, and no LIKE escaping to get wrong.
+                (Target::Field(field), Value::Text(text)) if clause.op == Op::Contains => {
+                    sql.push(backend.pick("strpos(", "instr("))
+                        .push(field.column)
+                        .push(", ")
+                        .bind(text.clone())
+                        .push(") > 0");
+                }
+                (Target::Metadata(key), Value::Text(text)) if clause.op == Op::Contains => {
+                    sql.push(backend.pick("strpos(", "instr("));
+                    push_metadata_value(sql, backend, key);
+                    sql.push(", ").bind(text.clone()).push(") > 0");
+                }
+                (Target::Field(field), _) => {
                     sql.push(field.column).push(match clause.op {
-                        Op::Eq => " = ",
+                        Op::Eq | Op::Contains => " = ",
                         Op::Gt => " > ",
                         Op::Gte => " >= ",
                         Op::Lt => " < ",
@@ -280,14 +307,8 @@ impl Query {
                         Value::Null => sql.push("NULL"),
                     };
                 }
-                Target::Metadata(key) => {
-                    match backend {
-                        Backend::Postgres => sql.push("(metadata::jsonb ->> ").bind(key.clone()).push(")"),
-                        Backend::Sqlite => {
-                            let path = format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
-                            sql.push("json_extract(metadata, ").bind(path).push(")")
-                        }
-                    };
+                (Target::Metadata(key), _) => {
+                    push_metadata_value(sql, backend, key);
                     match &clause.value {
                         Value::Null => sql.push(" IS NULL"),
                         Value::Text(t) => sql.push(" = ").bind(t.clone()),
@@ -299,6 +320,17 @@ impl Query {
         }
         sql.push(")");
     }
+}
+
+/// The metadata value under `key`, as SQL text (the JSON text column `metadata`).
+fn push_metadata_value(sql: &mut SqlBuilder, backend: Backend, key: &str) {
+    match backend {
+        Backend::Postgres => sql.push("(metadata::jsonb ->> ").bind(key.to_owned()).push(")"),
+        Backend::Sqlite => {
+            let path = format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
+            sql.push("json_extract(metadata, ").bind(path).push(")")
+        }
+    };
 }
 
 #[cfg(test)]
@@ -340,12 +372,34 @@ mod tests {
             "metadata[order]:'x'",
             "status:'a' status:'b'",
             "customer:null",
+            "customer~'ab'",
+            "amount~'100'",
         ] {
             let error = parse(bad, FIELDS).unwrap_err();
             assert_eq!(error.field_violations[0].0, "query", "{bad:?}");
         }
         let eleven = ["amount>1"; 11].join(" AND ");
         assert!(parse(&eleven, FIELDS).is_err());
+    }
+
+    #[test]
+    fn substring_clauses_build_strpos_or_instr() {
+        let q = parse("customer~'cus_a' AND -metadata['k']~\"abc\"", FIELDS).unwrap();
+        assert_eq!(q.clauses[0].op, Op::Contains);
+        let mut pg = SqlBuilder::new("SELECT 1 WHERE account_id = ");
+        pg.bind("a".to_owned());
+        q.push_sql(&mut pg, Backend::Postgres);
+        assert_eq!(
+            pg.sql(),
+            "SELECT 1 WHERE account_id = $1 AND ((strpos(customer, $2) > 0) AND NOT (strpos((metadata::jsonb ->> $3), $4) > 0))"
+        );
+        let mut lite = SqlBuilder::new("SELECT 1 WHERE account_id = ");
+        lite.bind("a".to_owned());
+        q.push_sql(&mut lite, Backend::Sqlite);
+        assert_eq!(
+            lite.sql(),
+            "SELECT 1 WHERE account_id = $1 AND ((instr(customer, $2) > 0) AND NOT (instr(json_extract(metadata, $3), $4) > 0))"
+        );
     }
 
     #[test]

@@ -2,9 +2,17 @@
 //! statuses.
 
 pub mod applications;
+pub mod charges;
+pub mod customer_balance;
+pub mod error_invoices;
+pub mod invoice_items;
 pub mod invoice_payments;
+pub mod invoices;
 
+pub use customer_balance::CustomerBalanceApi;
+pub use invoice_items::InvoiceItemsApi;
 pub use invoice_payments::InvoicePaymentsApi;
+pub use invoices::InvoicesApi;
 
 use std::sync::Arc;
 

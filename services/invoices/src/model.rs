@@ -3,6 +3,9 @@
 //! reads the domain's view (status, amount inputs) out of a document and writes the computed
 //! amounts back, so every code path recomputes the amount fields the same way.
 
+pub mod balance;
+pub mod lines;
+
 use settle_money::{Amount, AmountError};
 use settle_proto::settle::invoices::v1 as pb;
 

@@ -7,7 +7,10 @@ use settle_platform::config::ConfigError;
 use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
 use settle_proto::common::v1::saga_service_server::SagaServiceServer;
+use settle_proto::settle::invoices::v1::customer_balance_service_server::CustomerBalanceServiceServer;
+use settle_proto::settle::invoices::v1::invoice_item_service_server::InvoiceItemServiceServer;
 use settle_proto::settle::invoices::v1::invoice_payment_service_server::InvoicePaymentServiceServer;
+use settle_proto::settle::invoices::v1::invoice_service_server::InvoiceServiceServer;
 use settle_saga::service::SagaLogService;
 use settle_saga::{RunnerSettings, SagaKind, SagaRunner};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::applications::{self, attach::AttachSaga, detach::DetachSaga, pay::PaySaga, reapply::ReapplySaga};
 use crate::config::InvoicesConfig;
 use crate::grpc::{AppState, InvoicePaymentsApi};
+use crate::grpc::{CustomerBalanceApi, InvoiceItemsApi, InvoicesApi};
 use crate::peers::Payments;
 
 /// A built invoices service, bound and migrated, ready to serve.
@@ -51,6 +55,9 @@ impl Application {
 
         let state = AppState { db: db.clone(), hub: foundation.hub().clone(), applications: ctx, runner };
         let foundation = foundation
+            .add_service(InvoiceServiceServer::new(InvoicesApi::new(state.clone())))
+            .add_service(InvoiceItemServiceServer::new(InvoiceItemsApi::new(state.clone())))
+            .add_service(CustomerBalanceServiceServer::new(CustomerBalanceApi::new(state.clone())))
             .add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state)))
             .add_service(SagaServiceServer::new(SagaLogService::new(db)));
         Ok(Application { foundation })

@@ -11,9 +11,11 @@ use settle_proto::settle::invoices::v1 as pb;
 use tonic::Code;
 
 use crate::domain::amounts::InvoiceAmounts;
+use crate::domain::balance::TransactionType;
 use crate::domain::invoice::{self, Settlement};
+use crate::model::lines::EMBEDDED_LINES;
 use crate::model::{self, ModelError};
-use crate::store::{invoice_payments, invoices};
+use crate::store::{balance, invoice_lines, invoice_payments, invoices};
 
 /// Why an invoice refused a payment: answered to the caller as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,17 +276,69 @@ pub async fn persist(
             None => invoice_payments::update(tx, &origin.account, payment).await?,
         }
     }
+    let mut wrote_events = !effects.events.is_empty();
+    if !effects.overpayment_credit.is_zero() {
+        // Stripe credits what was overpaid to the customer's balance; a detach takes it back.
+        let credited = effects.overpayment_credit.is_positive();
+        let transaction = balance::post(
+            tx,
+            backend,
+            &balance::Posting {
+                account: &origin.account,
+                livemode: origin.livemode,
+                customer: &doc.customer,
+                currency: &doc.currency,
+                amount: -effects.overpayment_credit.get(),
+                kind: TransactionType::InvoiceOverpaid,
+                invoice: Some(&doc.id),
+                credit_note: None,
+                description: Some(if credited {
+                    "Overpayment of the invoice credited to the customer's balance"
+                } else {
+                    "Overpayment credit taken back: a payment left the invoice"
+                }),
+                metadata: Default::default(),
+            },
+        )
+        .await?;
+        outbox::append(
+            tx,
+            backend,
+            origin,
+            "customer_balance_transaction.created",
+            &transaction.id,
+            &transaction,
+            None,
+        )
+        .await?;
+        wrote_events = true;
+    }
+    // Invoice events carry the invoice as the API shows it, with its first lines.
+    let mut rendered: Option<pb::Invoice> = None;
     for event in &effects.events {
         match event {
             Event::Invoice { kind, previous } => {
-                outbox::append(tx, backend, origin, kind, &doc.id, doc, previous.as_ref()).await?;
+                if rendered.is_none() {
+                    let (data, has_more) =
+                        invoice_lines::first(&mut **tx, &origin.account, &doc.id, EMBEDDED_LINES).await?;
+                    let mut with_lines = doc.clone();
+                    with_lines.lines = Some(pb::InvoiceLineItemList {
+                        data,
+                        has_more,
+                        object: "list".to_owned(),
+                        url: format!("/v1/invoices/{}/lines", doc.id),
+                    });
+                    rendered = Some(with_lines);
+                }
+                let shown = rendered.as_ref().unwrap_or(doc);
+                outbox::append(tx, backend, origin, kind, &doc.id, shown, previous.as_ref()).await?;
             }
             Event::InvoicePayment { kind, payment } => {
                 outbox::append(tx, backend, origin, kind, &payment.id, payment.as_ref(), None).await?;
             }
         }
     }
-    Ok(!effects.events.is_empty())
+    Ok(wrote_events)
 }
 
 #[cfg(test)]

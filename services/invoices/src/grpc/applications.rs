@@ -20,6 +20,8 @@ use settle_saga::{NewSaga, Outcome, Saga, SagaState, saga_id_for};
 use tonic::Code;
 
 use super::AppState;
+use super::invoices::lifecycle;
+use super::invoices::op::{self, Expand, InvoiceOp};
 use crate::applications::attach::{AttachData, Leg};
 use crate::applications::effects::{self, PaymentFacts};
 use crate::applications::pay::PayData;
@@ -109,6 +111,60 @@ fn respond(outcome: Outcome) -> Result<pb::Invoice, ApiError> {
     }
 }
 
+/// The invoice a saga answered with, as the API returns it (lines, expansions).
+async fn finish(
+    state: &AppState,
+    ctx: &RequestContext,
+    answer: Result<pb::Invoice, ApiError>,
+    expand: Expand,
+) -> Result<pb::Invoice, ApiError> {
+    let doc = answer?;
+    let mut conn = state.db.pool().acquire().await?;
+    op::respond(state, ctx, &mut conn, doc, expand).await
+}
+
+/// The expanded `confirmation_secret`: the client secret of the invoice's default PaymentIntent
+/// (the one PayInvoice created) while it still waits for the customer (a payment method, a
+/// confirmation or an action such as 3-D Secure); none otherwise.
+pub async fn confirmation_secret(
+    state: &AppState,
+    ctx: &RequestContext,
+    invoice: &pb::Invoice,
+) -> Result<Option<pb::InvoiceConfirmationSecret>, ApiError> {
+    use settle_proto::settle::payments::v1 as payments_pb;
+    let Some(default) = invoice_payments::open_default(state.db.pool(), ctx.account(), &invoice.id).await?
+    else {
+        return Ok(None);
+    };
+    let Some(intent) = default.payment.and_then(|p| p.payment_intent) else { return Ok(None) };
+    let payments = &state.applications.payments;
+    let request = payments_pb::GetPaymentIntentRequest { id: intent, ..Default::default() };
+    let intent = payments
+        .intents
+        .clone()
+        .get_payment_intent(payments.request(ctx.account(), ctx.livemode(), request))
+        .await
+        .map_err(|status| {
+            ApiError::new(
+                Code::Unavailable,
+                ErrorReason::DependencyUnavailable,
+                format!(
+                    "The payments service could not give the invoice's PaymentIntent: {}",
+                    status.message()
+                ),
+            )
+        })?
+        .into_inner();
+    use payments_pb::PaymentIntentStatus as S;
+    let waiting = [S::RequiresPaymentMethod, S::RequiresConfirmation, S::RequiresAction]
+        .iter()
+        .any(|s| *s as i32 == intent.status);
+    Ok(waiting.then(|| pb::InvoiceConfirmationSecret {
+        client_secret: intent.client_secret.unwrap_or_default(),
+        r#type: "payment_intent".to_owned(),
+    }))
+}
+
 /// The saga a previous attempt of this request (same idempotency key) started, if any. A saga of
 /// another operation under the same key is an idempotency error.
 async fn previous(
@@ -146,6 +202,16 @@ fn recorded_twice(error: sqlx::Error) -> ApiError {
 
 /// AttachPayment: attaches a PaymentIntent or a Payment Record to an open invoice.
 pub async fn attach_payment(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: pb::AttachPaymentRequest,
+) -> Result<pb::Invoice, ApiError> {
+    let expand = Expand::parse(&req.expand, "")?;
+    let answer = attach_payment_saga(state, ctx, req).await;
+    finish(state, ctx, answer, expand).await
+}
+
+async fn attach_payment_saga(
     state: &AppState,
     ctx: &RequestContext,
     req: pb::AttachPaymentRequest,
@@ -267,6 +333,16 @@ pub async fn detach_payment(
     ctx: &RequestContext,
     req: pb::DetachPaymentRequest,
 ) -> Result<pb::Invoice, ApiError> {
+    let expand = Expand::parse(&req.expand, "")?;
+    let answer = detach_payment_saga(state, ctx, req).await;
+    finish(state, ctx, answer, expand).await
+}
+
+async fn detach_payment_saga(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: pb::DetachPaymentRequest,
+) -> Result<pb::Invoice, ApiError> {
     check_id(&req.id, IdPrefix::Invoice, "id")?;
     let Some(target) = req.payment else {
         return Err(ApiError::missing_param("payment_intent").with_violation(
@@ -319,6 +395,16 @@ pub async fn detach_payment(
 
 /// ReapplyPayment: moves a payment from the invoice that counts it onto this one.
 pub async fn reapply_payment(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: pb::ReapplyPaymentRequest,
+) -> Result<pb::Invoice, ApiError> {
+    let expand = Expand::parse(&req.expand, "")?;
+    let answer = reapply_payment_saga(state, ctx, req).await;
+    finish(state, ctx, answer, expand).await
+}
+
+async fn reapply_payment_saga(
     state: &AppState,
     ctx: &RequestContext,
     req: pb::ReapplyPaymentRequest,
@@ -429,6 +515,16 @@ pub async fn pay_invoice(
     ctx: &RequestContext,
     req: pb::PayInvoiceRequest,
 ) -> Result<pb::Invoice, ApiError> {
+    let expand = Expand::parse(&req.expand, "")?;
+    let answer = pay_invoice_saga(state, ctx, req).await;
+    finish(state, ctx, answer, expand).await
+}
+
+async fn pay_invoice_saga(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: pb::PayInvoiceRequest,
+) -> Result<pb::Invoice, ApiError> {
     check_id(&req.id, IdPrefix::Invoice, "id")?;
     settle_platform::validate::unsupported(
         "source",
@@ -447,8 +543,25 @@ pub async fn pay_invoice(
     }
     let db = &state.db;
     let mut tx = db.begin().await?;
-    let doc = invoices::find(&mut *tx, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
-    let status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
+    let mut doc = invoices::find_for_update(&mut tx, db.backend(), ctx.account(), &req.id)
+        .await?
+        .ok_or_else(|| not_found(&req.id))?;
+    let mut status =
+        model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
+    let mut finalized_now = false;
+    if status == InvoiceStatus::Draft {
+        // Stripe finalizes a draft before paying it; here in the same transaction as the saga.
+        let mut op = InvoiceOp::within(tx, doc);
+        lifecycle::finalize(&mut op, state, ctx, settle_platform::time::now_unix()).await?;
+        (tx, doc, finalized_now) = op.into_tx(state, ctx).await?;
+        status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
+        if doc.amount_remaining <= 0 {
+            // Nothing was due after the customer's balance: finalizing paid it.
+            tx.commit().await?;
+            state.hub.committed();
+            return Ok(doc);
+        }
+    }
     if !status.takes_payments() {
         return Err(invoice_not_open(&doc.id, status));
     }
@@ -495,5 +608,8 @@ pub async fn pay_invoice(
         .await
         .map_err(recorded_twice)?;
     tx.commit().await?;
+    if finalized_now {
+        state.hub.committed();
+    }
     respond(state.runner.drive(saga, fence).await)
 }

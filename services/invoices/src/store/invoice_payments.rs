@@ -219,3 +219,37 @@ pub async fn has_live(tx: &mut Tx, account: &str, invoice: &str) -> Result<bool,
     .await?;
     Ok(count > 0)
 }
+
+/// Whether the invoice's default invoice payment (the one PayInvoice made) is still `open`.
+/// The invoice's open default invoice payment (the one PayInvoice created), if any.
+pub async fn open_default<'e, E>(
+    executor: E,
+    account: &str,
+    invoice: &str,
+) -> Result<Option<pb::InvoicePayment>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT document FROM invoice_payments \
+         WHERE account_id = $1 AND invoice = $2 AND status = 'open' AND is_default = $3 LIMIT 1",
+    )
+    .bind(account)
+    .bind(invoice)
+    .bind(true)
+    .fetch_optional(executor)
+    .await?;
+    row.map(|r| pb::InvoicePayment::decode(r.document.as_slice()).map_err(StoreError::from)).transpose()
+}
+
+pub async fn has_open_default(tx: &mut Tx, account: &str, invoice: &str) -> Result<bool, StoreError> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND invoice = $2 AND status = 'open' AND is_default = $3",
+    )
+    .bind(account)
+    .bind(invoice)
+    .bind(true)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(count > 0)
+}

@@ -1,0 +1,171 @@
+//! The `invoice_items` table: pending items (`invoice` NULL) and items on an invoice.
+
+use prost::Message;
+use settle_platform::db::{Backend, Db, Tx};
+use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
+use settle_platform::sql::SqlBuilder;
+use settle_proto::settle::invoices::v1 as pb;
+
+use super::StoreError;
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    document: Vec<u8>,
+}
+
+fn decode(rows: Vec<Row>) -> Result<Vec<pb::InvoiceItem>, StoreError> {
+    rows.into_iter()
+        .map(|r| pb::InvoiceItem::decode(r.document.as_slice()).map_err(StoreError::from))
+        .collect()
+}
+
+/// Inserts a new item.
+pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::InvoiceItem) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO invoice_items (id, account_id, livemode, customer, currency, invoice, amount, created, document) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(doc.id.as_str())
+    .bind(account)
+    .bind(doc.livemode)
+    .bind(doc.customer.as_str())
+    .bind(doc.currency.as_str())
+    .bind(doc.invoice.as_deref())
+    .bind(doc.amount)
+    .bind(doc.date)
+    .bind(doc.encode_to_vec())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes back a changed item (its invoice, amount and document).
+pub async fn update(tx: &mut Tx, account: &str, doc: &pb::InvoiceItem) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE invoice_items SET invoice = $3, amount = $4, document = $5 WHERE account_id = $1 AND id = $2",
+    )
+    .bind(account)
+    .bind(doc.id.as_str())
+    .bind(doc.invoice.as_deref())
+    .bind(doc.amount)
+    .bind(doc.encode_to_vec())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes an item.
+pub async fn delete(tx: &mut Tx, account: &str, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM invoice_items WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Reads one item of the account.
+pub async fn find<'e, E>(executor: E, account: &str, id: &str) -> Result<Option<pb::InvoiceItem>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT document FROM invoice_items WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .fetch_all(executor)
+            .await?;
+    Ok(decode(rows)?.pop())
+}
+
+/// Reads one item and locks it until the transaction ends. Callers lock the item's invoice first
+/// (if it has one), so locks are always taken invoice → item.
+pub async fn find_for_update(
+    tx: &mut Tx,
+    backend: Backend,
+    account: &str,
+    id: &str,
+) -> Result<Option<pb::InvoiceItem>, StoreError> {
+    let sql = backend.pick(
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND id = $2 FOR UPDATE",
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND id = $2",
+    );
+    let rows: Vec<Row> = sqlx::query_as(sql).bind(account).bind(id).fetch_all(&mut **tx).await?;
+    Ok(decode(rows)?.pop())
+}
+
+/// The customer's pending items in `currency`, oldest first, locked: an item is pulled into one
+/// invoice only (PostgreSQL re-checks `invoice IS NULL` after waiting for a concurrent puller).
+pub async fn pending_for_update(
+    tx: &mut Tx,
+    backend: Backend,
+    account: &str,
+    customer: &str,
+    currency: &str,
+) -> Result<Vec<pb::InvoiceItem>, StoreError> {
+    let sql = backend.pick(
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND customer = $2 AND currency = $3 \
+           AND invoice IS NULL ORDER BY id FOR UPDATE",
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND customer = $2 AND currency = $3 \
+           AND invoice IS NULL ORDER BY id",
+    );
+    let rows: Vec<Row> =
+        sqlx::query_as(sql).bind(account).bind(customer).bind(currency).fetch_all(&mut **tx).await?;
+    decode(rows)
+}
+
+/// The items on an invoice, oldest first.
+pub async fn on_invoice(
+    tx: &mut Tx,
+    account: &str,
+    invoice: &str,
+) -> Result<Vec<pb::InvoiceItem>, StoreError> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND invoice = $2 ORDER BY id",
+    )
+    .bind(account)
+    .bind(invoice)
+    .fetch_all(&mut **tx)
+    .await?;
+    decode(rows)
+}
+
+/// Filters of `ListInvoiceItems`.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub customer: Option<String>,
+    pub invoice: Option<String>,
+    /// `Some(true)`: pending only; `Some(false)`: on an invoice only.
+    pub pending: Option<bool>,
+    pub created: Option<settle_proto::common::v1::RangeFilter>,
+}
+
+/// A page of the account's items, newest first.
+pub async fn list(
+    db: &Db,
+    account: &str,
+    filter: &ListFilter,
+    page: &PageRequest,
+) -> Result<Page<pb::InvoiceItem>, StoreError> {
+    let mut query = SqlBuilder::new("SELECT document FROM invoice_items WHERE account_id = ");
+    query.bind(account.to_owned());
+    if let Some(customer) = &filter.customer {
+        query.filter(" AND customer = ", customer.clone());
+    }
+    if let Some(invoice) = &filter.invoice {
+        query.filter(" AND invoice = ", invoice.clone());
+    }
+    match filter.pending {
+        Some(true) => {
+            query.push(" AND invoice IS NULL");
+        }
+        Some(false) => {
+            query.push(" AND invoice IS NOT NULL");
+        }
+        None => {}
+    }
+    push_range(&mut query, RangeColumn::Created, filter.created.as_ref());
+    page.push_sql(&mut query);
+    let rows = query.fetch_all::<Row, _>(db.pool()).await?;
+    Ok(page.finish(decode(rows)?))
+}

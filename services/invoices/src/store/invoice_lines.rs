@@ -1,0 +1,135 @@
+//! The `invoice_lines` table: the lines of each invoice, in id (creation) order.
+
+use prost::Message;
+use settle_platform::db::{Db, Tx};
+use settle_platform::pagination::{Page, PageRequest};
+use settle_platform::sql::SqlBuilder;
+use settle_proto::settle::invoices::v1 as pb;
+
+use super::StoreError;
+use crate::model::lines::item_of;
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    document: Vec<u8>,
+}
+
+fn decode(rows: Vec<Row>) -> Result<Vec<pb::InvoiceLineItem>, StoreError> {
+    rows.into_iter()
+        .map(|r| pb::InvoiceLineItem::decode(r.document.as_slice()).map_err(StoreError::from))
+        .collect()
+}
+
+/// Inserts a new line.
+pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::InvoiceLineItem) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO invoice_lines (id, account_id, invoice, invoice_item, amount, document) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(doc.id.as_str())
+    .bind(account)
+    .bind(doc.invoice.as_deref().unwrap_or_default())
+    .bind(item_of(doc).unwrap_or_default())
+    .bind(doc.amount)
+    .bind(doc.encode_to_vec())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes back a changed line.
+pub async fn update(tx: &mut Tx, account: &str, doc: &pb::InvoiceLineItem) -> Result<(), StoreError> {
+    sqlx::query("UPDATE invoice_lines SET amount = $3, document = $4 WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(doc.id.as_str())
+        .bind(doc.amount)
+        .bind(doc.encode_to_vec())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Deletes one line.
+pub async fn delete(tx: &mut Tx, account: &str, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM invoice_lines WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Deletes every line of an invoice.
+pub async fn delete_for_invoice(tx: &mut Tx, account: &str, invoice: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM invoice_lines WHERE account_id = $1 AND invoice = $2")
+        .bind(account)
+        .bind(invoice)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Every line of an invoice, in line order (at most 250).
+pub async fn all(tx: &mut Tx, account: &str, invoice: &str) -> Result<Vec<pb::InvoiceLineItem>, StoreError> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT document FROM invoice_lines WHERE account_id = $1 AND invoice = $2 ORDER BY id",
+    )
+    .bind(account)
+    .bind(invoice)
+    .fetch_all(&mut **tx)
+    .await?;
+    decode(rows)
+}
+
+/// The line showing `item`, if it is on an invoice.
+pub async fn for_item(
+    tx: &mut Tx,
+    account: &str,
+    item: &str,
+) -> Result<Option<pb::InvoiceLineItem>, StoreError> {
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT document FROM invoice_lines WHERE account_id = $1 AND invoice_item = $2")
+            .bind(account)
+            .bind(item)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(decode(rows)?.pop())
+}
+
+/// The first `limit` lines of an invoice and whether it has more, for the invoice's `lines` list.
+pub async fn first<'e, E>(
+    executor: E,
+    account: &str,
+    invoice: &str,
+    limit: i64,
+) -> Result<(Vec<pb::InvoiceLineItem>, bool), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT document FROM invoice_lines WHERE account_id = $1 AND invoice = $2 ORDER BY id LIMIT $3",
+    )
+    .bind(account)
+    .bind(invoice)
+    .bind(limit + 1)
+    .fetch_all(executor)
+    .await?;
+    let mut data = decode(rows)?;
+    let has_more = data.len() as i64 > limit;
+    data.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok((data, has_more))
+}
+
+/// A page of an invoice's lines, in line order.
+pub async fn page(
+    db: &Db,
+    account: &str,
+    invoice: &str,
+    page: &PageRequest,
+) -> Result<Page<pb::InvoiceLineItem>, StoreError> {
+    let mut query = SqlBuilder::new("SELECT document FROM invoice_lines WHERE account_id = ");
+    query.bind(account.to_owned()).filter(" AND invoice = ", invoice.to_owned());
+    page.push_sql_oldest_first(&mut query);
+    let rows = query.fetch_all::<Row, _>(db.pool()).await?;
+    Ok(page.finish(decode(rows)?))
+}
