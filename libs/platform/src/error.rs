@@ -100,7 +100,12 @@ impl ApiError {
 
     /// Names the violated fields as parameters of `parent`, for errors of a nested object checked on
     /// its own: `amount` becomes `parent[amount]`, `amount[value]` becomes `parent[amount][value]`.
+    /// An error that names no field is about `parent` as a whole and names it.
     pub fn nested_in(mut self, parent: &str) -> Self {
+        if self.field_violations.is_empty() {
+            let description = self.message.clone();
+            return self.with_violation(parent, description);
+        }
         for (field, _) in &mut self.field_violations {
             let (head, rest) = field.split_at(field.find('[').unwrap_or(field.len()));
             *field = format!("{parent}[{head}]{rest}");
@@ -212,6 +217,9 @@ mod tests {
         let fields: Vec<&str> = error.field_violations.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["claims[2][amount]", "claims[2][amount][value]"]);
         assert_eq!(error.message, "too large");
+        let whole = ApiError::failed_precondition(ErrorReason::PaymentNotAttached, "not attached")
+            .nested_in("claims[0]");
+        assert_eq!(whole.field_violations, [("claims[0]".to_owned(), "not attached".to_owned())]);
     }
 
     #[test]

@@ -75,8 +75,9 @@ pub enum ClaimError {
     AmountNotPositive,
     #[error("Payment {payment} is not attached to invoice {invoice}.")]
     NotAttached { payment: String, invoice: String },
-    #[error("Refund {refund} is in {actual}, the invoice in {expected}.")]
-    CurrencyMismatch { refund: String, expected: Currency, actual: Currency },
+    /// `subject` names the refund or payment: `Refund re_…`, `Payment pi_…`.
+    #[error("{subject} is in {actual}, the invoice in {expected}.")]
+    CurrencyMismatch { subject: String, expected: Currency, actual: Currency },
     #[error("Refund {refund} is {} and refunded nothing that can be linked.", .status.as_str())]
     NotSucceeded { refund: String, status: RefundStatus },
     #[error("Refund {refund} is already linked to credit notes for all it refunded ({amount}).")]
@@ -114,6 +115,25 @@ impl ClaimScope<'_> {
             Err(ClaimError::NotAttached { payment: payment.to_owned(), invoice: self.invoice.to_owned() })
         }
     }
+
+    /// Checks that a new refund of `payment` (in `currency`, attached to `attached_to`) may be
+    /// linked to this invoice's credit note. What it may refund is the refund rules' business.
+    pub fn check_new_refund(
+        &self,
+        payment: &str,
+        attached_to: Option<&str>,
+        currency: Currency,
+    ) -> Result<(), ClaimError> {
+        self.check_attached(payment, attached_to)?;
+        if currency != self.currency {
+            return Err(ClaimError::CurrencyMismatch {
+                subject: format!("Payment {payment}"),
+                expected: self.currency,
+                actual: currency,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One refund as the claim rules see it, read under its row lock.
@@ -146,7 +166,7 @@ impl ClaimableRefund {
         scope.check_attached(&self.payment, self.attached_to.as_deref())?;
         if self.currency != scope.currency {
             return Err(ClaimError::CurrencyMismatch {
-                refund: self.name.clone(),
+                subject: format!("Refund {}", self.name),
                 expected: scope.currency,
                 actual: self.currency,
             });

@@ -86,7 +86,25 @@ fn the_refund_must_be_in_the_invoices_currency() {
     let mut r = ClaimableRefund { currency: eur, ..refund(1_000, 0) };
     assert_eq!(
         r.claim(&scope(), None),
-        Err(ClaimError::CurrencyMismatch { refund: "re_1".into(), expected: usd(), actual: eur })
+        Err(ClaimError::CurrencyMismatch { subject: "Refund re_1".into(), expected: usd(), actual: eur })
+    );
+    assert_eq!(
+        r.claim(&scope(), None).unwrap_err().to_string(),
+        "Refund re_1 is in eur, the invoice in usd."
+    );
+}
+
+#[test]
+fn a_new_refund_must_be_of_a_payment_attached_to_the_invoice_in_its_currency() {
+    assert_eq!(scope().check_new_refund("pi_1", Some(INVOICE), usd()), Ok(()));
+    assert!(matches!(
+        scope().check_new_refund("pi_1", Some("in_other"), usd()),
+        Err(ClaimError::NotAttached { .. })
+    ));
+    let eur = Currency::parse("eur").unwrap();
+    assert_eq!(
+        scope().check_new_refund("pi_1", Some(INVOICE), eur),
+        Err(ClaimError::CurrencyMismatch { subject: "Payment pi_1".into(), expected: usd(), actual: eur })
     );
 }
 
