@@ -5,9 +5,10 @@
 //! inserts that row first (`ON CONFLICT DO NOTHING`): whoever finds it there is a repeat, or lost a
 //! race to a twin, and answers with the saga's claims as they are, changing nothing.
 //!
-//! Lock order: the refunded payments, then the refunds, each in id order. Every other writer of
-//! these rows locks a payment before its refunds too (refunds, reported refunds, attachments), so
-//! concurrent claims, releases and refunds queue instead of deadlocking.
+//! Lock order: the refunded payments, then the refunds, each in id order. No other writer locks a
+//! payment after one of its refunds (creating or reporting a refund locks only the payment; a
+//! release and a metadata update lock only refunds), so concurrent claims, releases and refunds
+//! queue instead of deadlocking.
 
 pub mod params;
 
@@ -262,7 +263,7 @@ impl RefundClaimsApi {
             items.push(ItemRow::new(i, &claim.key, &refund.payment, amount.get(), refund.currency.as_str()));
         }
         let mut created = false;
-        if let Some(new) = request.new_refund.clone() {
+        if let Some(new) = request.new_refund {
             let payment = payments.get(&new.payment).ok_or_else(|| {
                 ApiError::not_found(IdPrefix::PaymentIntent, &new.payment, "payment").nested_in("new_refund")
             })?;
