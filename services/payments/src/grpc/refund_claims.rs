@@ -79,18 +79,6 @@ fn corrupt(problem: String) -> ApiError {
     ApiError::internal("Stored refund claims could not be read", &Corrupt(problem))
 }
 
-fn refund_status(name: &str) -> Option<RefundStatus> {
-    [
-        RefundStatus::Pending,
-        RefundStatus::RequiresAction,
-        RefundStatus::Succeeded,
-        RefundStatus::Failed,
-        RefundStatus::Canceled,
-    ]
-    .into_iter()
-    .find(|status| status.as_str() == name)
-}
-
 /// A locked refund as the claim rules see it.
 fn claimable(
     key: &RefundKey,
@@ -103,7 +91,7 @@ fn claimable(
         // A reported refund was reported as refunded.
         None => RefundStatus::Succeeded,
         Some(name) => {
-            refund_status(name).ok_or_else(|| corrupt(format!("status {name:?} of {}", key.name())))?
+            RefundStatus::parse(name).ok_or_else(|| corrupt(format!("status {name:?} of {}", key.name())))?
         }
     };
     Ok(ClaimableRefund {
