@@ -98,6 +98,21 @@ impl ApiError {
         self
     }
 
+    /// Names the violated fields as parameters of `parent`, for errors of a nested object checked on
+    /// its own: `amount` becomes `parent[amount]`, `amount[value]` becomes `parent[amount][value]`.
+    /// An error that names no field is about `parent` as a whole and names it.
+    pub fn nested_in(mut self, parent: &str) -> Self {
+        if self.field_violations.is_empty() {
+            let description = self.message.clone();
+            return self.with_violation(parent, description);
+        }
+        for (field, _) in &mut self.field_violations {
+            let (head, rest) = field.split_at(field.find('[').unwrap_or(field.len()));
+            *field = format!("{parent}[{head}]{rest}");
+        }
+        self
+    }
+
     /// The reason as clients see it: `resource_missing` for `ERROR_REASON_RESOURCE_MISSING`.
     pub fn reason_code(&self) -> String {
         reason_code(self.reason)
@@ -192,6 +207,19 @@ mod tests {
         assert_eq!(e.code, Code::NotFound);
         assert_eq!(e.reason_code(), "resource_missing");
         assert_eq!(e.message, "No such payment_intent: 'pi_123'");
+    }
+
+    #[test]
+    fn nested_errors_name_fields_under_their_parent() {
+        let error = ApiError::invalid_param("amount", ErrorReason::AmountTooLarge, "too large")
+            .with_violation("amount[value]", "also")
+            .nested_in("claims[2]");
+        let fields: Vec<&str> = error.field_violations.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["claims[2][amount]", "claims[2][amount][value]"]);
+        assert_eq!(error.message, "too large");
+        let whole = ApiError::failed_precondition(ErrorReason::PaymentNotAttached, "not attached")
+            .nested_in("claims[0]");
+        assert_eq!(whole.field_violations, [("claims[0]".to_owned(), "not attached".to_owned())]);
     }
 
     #[test]

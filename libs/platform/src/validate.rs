@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use settle_proto::common::v1::ErrorReason;
 
 use crate::error::ApiError;
+use crate::ids::IdPrefix;
 
 /// Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500, no `[` or `]`.
 pub fn metadata(field: &str, metadata: &BTreeMap<String, String>) -> Result<(), ApiError> {
@@ -70,6 +71,23 @@ pub fn customer_id(field: &str, value: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// An id parameter that must be shaped like an id of `kind` (`saga_…`, `in_…`): a malformed one
+/// is `parameter_invalid`. (Where an unknown object is looked up, a malformed id is instead treated
+/// like a missing one, `resource_missing`.)
+pub fn id(field: &str, value: &str, kind: IdPrefix) -> Result<(), ApiError> {
+    if kind.matches(value) {
+        Ok(())
+    } else if value.is_empty() {
+        Err(ApiError::missing_param(field))
+    } else {
+        Err(ApiError::invalid_param(
+            field,
+            ErrorReason::ParameterInvalid,
+            format!("Invalid {field} {value:?}: expected the id of a {} ({kind}…).", kind.object_name()),
+        ))
+    }
 }
 
 /// A plausible e-mail address (one `@`, something on both sides, no spaces).
@@ -191,5 +209,16 @@ mod tests {
         assert!(customer_id("customer", "cus_123").is_ok());
         assert!(customer_id("customer", "acct_1").is_err());
         assert!(customer_id("customer", "cus_").is_err());
+    }
+
+    #[test]
+    fn ids_must_have_the_kinds_prefix() {
+        assert!(id("invoice", "in_123", IdPrefix::Invoice).is_ok());
+        let wrong = id("invoice", "pi_123", IdPrefix::Invoice).unwrap_err();
+        assert_eq!(
+            (wrong.reason_code().as_str(), wrong.field_violations[0].0.as_str()),
+            ("parameter_invalid", "invoice")
+        );
+        assert_eq!(id("saga_id", "", IdPrefix::Saga).unwrap_err().reason_code(), "parameter_missing");
     }
 }

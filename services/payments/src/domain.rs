@@ -5,3 +5,4 @@ pub mod payment_intent;
 pub mod payment_method;
 pub mod payment_record;
 pub mod refund;
+pub mod refund_claim;

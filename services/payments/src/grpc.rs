@@ -4,16 +4,19 @@
 pub mod attachments;
 pub mod error;
 pub mod error_payment_records;
+pub mod error_refund_claims;
 pub mod error_refunds;
 pub mod params;
 pub mod payment_intents;
 pub mod payment_records;
+pub mod refund_claims;
 pub mod refunds;
 pub mod test_helpers;
 
 pub use attachments::AttachmentsApi;
 pub use payment_intents::PaymentIntentsApi;
 pub use payment_records::PaymentRecordsApi;
+pub use refund_claims::RefundClaimsApi;
 pub use refunds::RefundsApi;
 pub use test_helpers::TestHelpersApi;
 

@@ -8,10 +8,12 @@ use settle_platform::startup::{Foundation, StartupError};
 use settle_proto::settle::payments::v1::payment_attachment_service_server::PaymentAttachmentServiceServer;
 use settle_proto::settle::payments::v1::payment_intent_service_server::PaymentIntentServiceServer;
 use settle_proto::settle::payments::v1::payment_record_service_server::PaymentRecordServiceServer;
+use settle_proto::settle::payments::v1::refund_claim_service_server::RefundClaimServiceServer;
 use settle_proto::settle::payments::v1::refund_service_server::RefundServiceServer;
 use settle_proto::settle::payments::v1::test_helper_service_server::TestHelperServiceServer;
 use tokio_util::sync::CancellationToken;
 
+use crate::grpc::RefundClaimsApi;
 use crate::grpc::{
     AppState, AttachmentsApi, PaymentIntentsApi, PaymentRecordsApi, RefundsApi, TestHelpersApi,
 };
@@ -32,7 +34,8 @@ impl Application {
             .add_service(RefundServiceServer::new(RefundsApi::new(state.clone())))
             .add_service(TestHelperServiceServer::new(TestHelpersApi::new(state.clone())))
             // Saga-facing: only settle's own services (the internal key) may call it.
-            .add_internal_service(PaymentAttachmentServiceServer::new(AttachmentsApi::new(state)));
+            .add_internal_service(PaymentAttachmentServiceServer::new(AttachmentsApi::new(state.clone())))
+            .add_internal_service(RefundClaimServiceServer::new(RefundClaimsApi::new(state)));
         Ok(Application { foundation })
     }
 

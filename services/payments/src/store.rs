@@ -4,6 +4,7 @@
 pub mod attachments;
 pub mod payment_intents;
 pub mod payment_records;
+pub mod refund_claims;
 pub mod refunds;
 
 use settle_platform::ApiError;

@@ -62,6 +62,17 @@ impl RefundStatus {
             RefundStatus::Canceled => "canceled",
         }
     }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "pending" => Some(RefundStatus::Pending),
+            "requires_action" => Some(RefundStatus::RequiresAction),
+            "succeeded" => Some(RefundStatus::Succeeded),
+            "failed" => Some(RefundStatus::Failed),
+            "canceled" => Some(RefundStatus::Canceled),
+            _ => None,
+        }
+    }
 }
 
 /// Why a refund was refused. Nothing changed when one of these is returned.
@@ -389,6 +400,20 @@ mod tests {
         );
         req.currency = Some(usd());
         assert!(create("re_1".into(), &intent, Amount::ZERO, &req).is_ok());
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in [
+            RefundStatus::Pending,
+            RefundStatus::RequiresAction,
+            RefundStatus::Succeeded,
+            RefundStatus::Failed,
+            RefundStatus::Canceled,
+        ] {
+            assert_eq!(RefundStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(RefundStatus::parse("unknown"), None);
     }
 
     #[test]

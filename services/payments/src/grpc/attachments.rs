@@ -70,7 +70,7 @@ fn payment_missing(payment: &str, kind: PaymentKind) -> ApiError {
 
 /// Reads the payment under its row lock: who it belongs to, its currency, what it contributes and
 /// its state. Locking it serializes reservations with changes to the payment itself.
-async fn lock_payment(
+pub(crate) async fn lock_payment(
     tx: &mut Tx,
     state: &AppState,
     ctx: &RequestContext,

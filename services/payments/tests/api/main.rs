@@ -8,5 +8,6 @@ mod helpers;
 mod payment_intents;
 mod payment_records;
 mod platform;
+mod refund_claims;
 mod refunds;
 mod test_helper;

@@ -71,7 +71,7 @@ pub(crate) fn guaranteed(amount: i64) -> pb::ReportPaymentRequest {
     }
 }
 
-fn refund(id: &str, reference: &str, amount: Option<i64>) -> pb::ReportRefundRequest {
+pub(crate) fn refund(id: &str, reference: &str, amount: Option<i64>) -> pb::ReportRefundRequest {
     pb::ReportRefundRequest {
         id: id.into(),
         amount: amount.and_then(money),
