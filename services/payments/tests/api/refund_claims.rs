@@ -168,7 +168,11 @@ async fn amount_claimed(app: &TestApp, key: &RefundKey) -> i64 {
 
 /// The refunds of the first `n` `refund.created` events, from `StreamEvents`.
 async fn refund_created_events(app: &TestApp, n: usize) -> Vec<String> {
-    let request = ev::StreamEventsRequest { cursor: None, types: vec!["refund.created".to_owned()] };
+    let request = ev::StreamEventsRequest {
+        cursor: None,
+        types: vec!["refund.created".to_owned()],
+        ..Default::default()
+    };
     let mut stream = app.events.clone().stream_events(authorized(request)).await.unwrap().into_inner();
     let mut refunds = Vec::with_capacity(n);
     while refunds.len() < n {
