@@ -123,6 +123,14 @@ def envfrom_keys(container: dict, rendered: Rendered) -> set[str]:
     return keys
 
 
+def image_pinned(image: str) -> bool:
+    """An explicit tag other than latest, or a digest."""
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and last.split(":", 1)[1] != "latest"
+
+
 def parse_seconds(value: str | None) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -156,9 +164,10 @@ def check_deployment(dep: dict, rendered: Rendered, profile: str, r: Report) -> 
         subject,
         "pod template label app.kubernetes.io/part-of must be settle",
     )
-    match_labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    selector = spec.get("selector") or {}
+    match_labels = selector.get("matchLabels") or {}
     r.check(
-        set(match_labels) == {"app.kubernetes.io/name"} and not spec["selector"].get("matchExpressions"),
+        set(match_labels) == {"app.kubernetes.io/name"} and not selector.get("matchExpressions"),
         "labels",
         subject,
         f"selector must be exactly app.kubernetes.io/name, got {sorted(match_labels)}",
@@ -241,10 +250,8 @@ def check_deployment(dep: dict, rendered: Rendered, profile: str, r: Report) -> 
     # Images: explicit tag or digest, never latest.
     for c in all_containers:
         image = c.get("image", "")
-        last = image.rsplit("/", 1)[-1]
-        tag = last.split(":", 1)[1] if ":" in last else None
         r.check(
-            "@sha256:" in image or (tag is not None and tag != "latest"),
+            image_pinned(image),
             "image",
             f"{subject} container {c.get('name')}",
             f"image {image!r} needs a pinned tag or digest (not latest, not untagged)",
@@ -392,7 +399,12 @@ def check_deployment(dep: dict, rendered: Rendered, profile: str, r: Report) -> 
         if profile == "production":
             r.check(minimum >= 2, "companions", f"HorizontalPodAutoscaler/{name_of(hpa)}", "production: minReplicas >= 2")
         if profile == "dev":
-            r.check(minimum == 1, "companions", f"HorizontalPodAutoscaler/{name_of(hpa)}", "dev: minReplicas 1")
+            r.check(
+                minimum == 1 and hpa["spec"].get("maxReplicas") == 1,
+                "companions",
+                f"HorizontalPodAutoscaler/{name_of(hpa)}",
+                "dev profile: exactly one replica (minReplicas = maxReplicas = 1)",
+            )
     own_policies = [
         n
         for n in rendered.of("NetworkPolicy")
@@ -596,21 +608,19 @@ def check_mesh_routes(rendered: Rendered, r: Report) -> None:
 
 
 def check_images_everywhere(rendered: Rendered, r: Report) -> None:
-    # Deployments are checked above; this covers Jobs, StatefulSets and the like if any appear.
+    """Pinned images in workloads other than Deployments (checked above), should any appear."""
     for obj in rendered.docs:
-        if obj["kind"] in ("Deployment",):
+        spec = obj.get("spec") or {}
+        if obj["kind"] == "Deployment" or not isinstance(spec, dict):
             continue
-        pod = (obj.get("spec") or {}).get("template", {}).get("spec") or (obj.get("spec") or {}).get("jobTemplate", {}).get(
-            "spec", {}
-        ).get("template", {}).get("spec")
+        template = spec.get("template") or (spec.get("jobTemplate") or {}).get("spec", {}).get("template") or {}
+        pod = template.get("spec") if isinstance(template, dict) else None
         if not isinstance(pod, dict):
             continue
         for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
             image = c.get("image", "")
-            last = image.rsplit("/", 1)[-1]
-            tag = last.split(":", 1)[1] if ":" in last else None
             r.check(
-                "@sha256:" in image or (tag is not None and tag != "latest"),
+                image_pinned(image),
                 "image",
                 f"{obj['kind']}/{name_of(obj)} container {c.get('name')}",
                 f"image {image!r} needs a pinned tag or digest",
