@@ -278,6 +278,7 @@ async fn attach_payment_saga(
         .await
         .map_err(recorded_twice)?;
     tx.commit().await?;
+    settle_platform::faults::hit("invoices.attach.after_record");
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -390,6 +391,7 @@ async fn detach_payment_saga(
     if !effects.events.is_empty() {
         state.hub.committed();
     }
+    settle_platform::faults::hit("invoices.detach.after_unapply");
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -497,6 +499,7 @@ async fn reapply_payment_saga(
         .map_err(recorded_twice)?;
     tx.commit().await?;
     state.hub.committed();
+    settle_platform::faults::hit("invoices.reapply.after_unapply");
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -611,5 +614,6 @@ async fn pay_invoice_saga(
     if finalized_now {
         state.hub.committed();
     }
+    settle_platform::faults::hit("invoices.pay.after_record");
     respond(state.runner.drive(saga, fence).await)
 }

@@ -216,6 +216,7 @@ impl PaymentIntentsApi {
         append_events(&mut tx, state, ctx, &doc, &events).await?;
         pending.record(&mut tx, &doc).await?;
         tx.commit().await?;
+        settle_platform::faults::hit("payments.create_intent.after_commit");
         state.hub.committed();
         Ok(doc)
     }
