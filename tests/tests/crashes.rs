@@ -33,7 +33,14 @@ enum Op {
     Attach,
     Detach,
     Reapply,
+    /// PayInvoice on a send_invoice invoice: a new PaymentIntent, confirmed and attached.
     Pay,
+    /// PayInvoice on a charge_automatically invoice: confirms the default PaymentIntent.
+    PayDefault,
+    /// Finalizing a charge_automatically invoice: its default PaymentIntent, attached open.
+    Finalize,
+    /// Voiding a charge_automatically invoice: its default PaymentIntent canceled and released.
+    Void,
 }
 
 /// The orchestrator's fault points (invoices) and the participant's (payments) each operation
@@ -79,6 +86,29 @@ fn points(op: Op) -> Vec<(Service, &'static str)> {
             .collect(),
             ["payments.create_intent.after_commit"].into_iter().chain(attach_remote).collect(),
         ),
+        Op::PayDefault => (
+            vec![
+                "invoices.pay.after_record",
+                "invoices.pay.before_confirm_intent",
+                "invoices.pay.after_confirm_intent",
+            ],
+            vec!["payments.intent_change.after_commit"],
+        ),
+        Op::Finalize => (
+            [
+                "invoices.finalize.after_commit",
+                "invoices.pay.before_create_intent",
+                "invoices.pay.after_create_intent",
+            ]
+            .into_iter()
+            .chain(attach_steps)
+            .collect(),
+            ["payments.create_intent.after_commit"].into_iter().chain(attach_remote).collect(),
+        ),
+        Op::Void => (
+            ["invoices.default.after_cancel"].into_iter().chain(release_steps).collect(),
+            ["payments.intent_change.after_commit"].into_iter().chain(release_remote).collect(),
+        ),
     };
     invoices
         .into_iter()
@@ -109,12 +139,20 @@ impl Api {
         }
     }
 
-    /// A finalized (open) invoice of `total` for `customer`.
-    async fn open_invoice(&self, customer: &str, total: i64) -> String {
+    /// An invoice of `total` for `customer`, finalized (open) unless `finalize` is false;
+    /// `charge_automatically` (which gets a default PaymentIntent at finalization) or `send_invoice`.
+    async fn invoice_of(&self, customer: &str, total: i64, automatic: bool, finalize: bool) -> String {
         let mut invoices = self.invoices.clone();
+        let method = if automatic {
+            pb::InvoiceCollectionMethod::ChargeAutomatically
+        } else {
+            pb::InvoiceCollectionMethod::SendInvoice
+        };
         let draft = pb::CreateInvoiceRequest {
             customer: Some(customer.to_owned()),
             currency: Some("usd".to_owned()),
+            collection_method: Some(method as i32),
+            days_until_due: (!automatic).then_some(30),
             ..Default::default()
         };
         let draft = invoices.create_invoice(authorized(draft)).await.unwrap().into_inner();
@@ -124,6 +162,9 @@ impl Api {
             ..Default::default()
         };
         invoices.add_lines(authorized(lines)).await.unwrap();
+        if !finalize {
+            return draft.id;
+        }
         let finalize = pb::FinalizeInvoiceRequest { id: draft.id.clone(), ..Default::default() };
         let open = invoices.finalize_invoice(authorized(finalize)).await.unwrap().into_inner();
         assert_eq!(open.amount_remaining, total);
@@ -180,13 +221,21 @@ impl Api {
                 };
                 invoices.reapply_payment(idempotent(request, key)).await
             }
-            Op::Pay => {
+            Op::Pay | Op::PayDefault => {
                 let request = pb::PayInvoiceRequest {
                     id: case.invoice.clone(),
                     payment_method: Some("pm_card_visa".to_owned()),
                     ..Default::default()
                 };
                 invoices.pay_invoice(idempotent(request, key)).await
+            }
+            Op::Finalize => {
+                let request = pb::FinalizeInvoiceRequest { id: case.invoice.clone(), ..Default::default() };
+                invoices.finalize_invoice(idempotent(request, key)).await
+            }
+            Op::Void => {
+                let request = pb::VoidInvoiceRequest { id: case.invoice.clone(), ..Default::default() };
+                invoices.void_invoice(idempotent(request, key)).await
             }
         };
         result.map(|r| r.into_inner())
@@ -256,10 +305,18 @@ impl Case {
 
     async fn prepare(api: &Api, op: Op, n: usize) -> Case {
         let customer = format!("cus_crash{n}");
-        let invoice = api.open_invoice(&customer, INVOICE_TOTAL).await;
-        let other_invoice =
-            if op == Op::Reapply { Some(api.open_invoice(&customer, INVOICE_TOTAL).await) } else { None };
-        let payment = if op == Op::Pay { None } else { Some(api.succeeded_intent(&customer, PAYMENT).await) };
+        let automatic = matches!(op, Op::PayDefault | Op::Finalize | Op::Void);
+        let invoice = api.invoice_of(&customer, INVOICE_TOTAL, automatic, op != Op::Finalize).await;
+        let other_invoice = if op == Op::Reapply {
+            Some(api.invoice_of(&customer, INVOICE_TOTAL, automatic, true).await)
+        } else {
+            None
+        };
+        let payment = if matches!(op, Op::Attach | Op::Detach | Op::Reapply) {
+            Some(api.succeeded_intent(&customer, PAYMENT).await)
+        } else {
+            None
+        };
         let case = Case { op, customer, invoice, other_invoice, payment };
         if matches!(op, Op::Detach | Op::Reapply) {
             api.attach(&case.invoice, case.payment(), &format!("setup-{n}")).await.unwrap();
@@ -276,7 +333,8 @@ impl Case {
                 let target = self.other_invoice.as_deref().unwrap();
                 (Some(target), vec![(&self.invoice, 0), (target, PAYMENT)])
             }
-            Op::Pay => (Some(&self.invoice), vec![(&self.invoice, INVOICE_TOTAL)]),
+            Op::Pay | Op::PayDefault => (Some(&self.invoice), vec![(&self.invoice, INVOICE_TOTAL)]),
+            Op::Finalize | Op::Void => (None, vec![(&self.invoice, 0)]),
         }
     }
 }
@@ -308,7 +366,10 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
         };
         tokio::spawn(async move { api.run(&case, &case_key).await })
     };
-    assert!(cluster.crashed(victim, Duration::from_secs(15)).await, "{op:?}: {point} was never reached");
+    if !cluster.crashed(victim, Duration::from_secs(15)).await {
+        let answer = tokio::time::timeout(Duration::from_secs(5), first).await;
+        panic!("{op:?}: {point} was never reached; the request answered {answer:?}");
+    }
     cluster.restart(victim, None).await;
     let _ = tokio::time::timeout(Duration::from_secs(15), first).await;
 
@@ -332,15 +393,13 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
 
     // Both stores agree.
     let (counted_on, amounts) = case.expected();
-    let attachment = match case.payment.as_deref() {
-        Some(payment) => api.attachment(payment).await,
-        None => None,
-    };
     let mut live_payments = Vec::new();
     for (invoice, amount_paid) in &amounts {
         let doc = api.invoice(invoice).await;
         assert_eq!(doc.amount_paid, *amount_paid, "{op:?} crashed at {point}: amount_paid of {invoice}");
-        assert_eq!(doc.amount_remaining, INVOICE_TOTAL - amount_paid, "{op:?} crashed at {point}");
+        if op != Op::Void {
+            assert_eq!(doc.amount_remaining, INVOICE_TOTAL - amount_paid, "{op:?} crashed at {point}");
+        }
         let payments = api.invoice_payments(invoice).await;
         let paid: i64 = payments
             .iter()
@@ -351,41 +410,88 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
         live_payments
             .extend(payments.into_iter().filter(|p| p.status != pb::InvoicePaymentStatus::Canceled as i32));
     }
-    if op == Op::Pay {
-        // Charged once: one PaymentIntent for the customer, and it is the one the invoice counts.
-        let request =
-            ppb::ListPaymentIntentsRequest { customer: Some(case.customer.clone()), ..Default::default() };
-        let intents =
-            api.intents.clone().list_payment_intents(authorized(request)).await.unwrap().into_inner().data;
-        assert_eq!(intents.len(), 1, "{op:?} crashed at {point}: PayInvoice charged {} times", intents.len());
-        assert_eq!(live_payments.len(), 1, "{op:?} crashed at {point}: {live_payments:?}");
-        let counted = live_payments[0].payment.as_ref().and_then(|p| p.payment_intent.clone());
-        assert_eq!(counted.as_deref(), Some(intents[0].id.as_str()));
-        let attachment = api.attachment(&intents[0].id).await.expect("the charge is attached");
-        assert_eq!(attachment.invoice, case.invoice);
-        assert_eq!(attachment.status, ppb::AttachmentStatus::Confirmed as i32);
-        assert!(live_payments[0].is_default);
-    } else {
-        match counted_on {
-            Some(invoice) => {
-                let attachment =
-                    attachment.unwrap_or_else(|| panic!("{op:?} crashed at {point}: not attached"));
-                assert_eq!(attachment.invoice, invoice, "{op:?} crashed at {point}");
-                assert_eq!(
-                    attachment.status,
-                    ppb::AttachmentStatus::Confirmed as i32,
-                    "{op:?} crashed at {point}"
-                );
-                assert_eq!(live_payments.len(), 1, "{op:?} crashed at {point}: {live_payments:?}");
-                assert_eq!(live_payments[0].invoice, invoice);
+    let counted = |p: &pb::InvoicePayment| p.payment.as_ref().and_then(|a| a.payment_intent.clone());
+    match op {
+        Op::Attach | Op::Detach | Op::Reapply => {
+            let attachment = api.attachment(case.payment()).await;
+            match counted_on {
+                Some(invoice) => {
+                    let attachment =
+                        attachment.unwrap_or_else(|| panic!("{op:?} crashed at {point}: not attached"));
+                    assert_eq!(attachment.invoice, invoice, "{op:?} crashed at {point}");
+                    assert_eq!(
+                        attachment.status,
+                        ppb::AttachmentStatus::Confirmed as i32,
+                        "{op:?} at {point}"
+                    );
+                    assert_eq!(live_payments.len(), 1, "{op:?} crashed at {point}: {live_payments:?}");
+                    assert_eq!(live_payments[0].invoice, invoice);
+                }
+                None => {
+                    assert!(
+                        attachment.is_none(),
+                        "{op:?} crashed at {point}: still attached: {attachment:?}"
+                    );
+                    assert!(live_payments.is_empty(), "{op:?} crashed at {point}: {live_payments:?}");
+                }
             }
-            None => {
+        }
+        Op::Pay | Op::PayDefault | Op::Finalize | Op::Void => {
+            // One PaymentIntent for the invoice, whatever was repeated: charged (or prepared) once.
+            let request = ppb::ListPaymentIntentsRequest {
+                customer: Some(case.customer.clone()),
+                ..Default::default()
+            };
+            let intents = api
+                .intents
+                .clone()
+                .list_payment_intents(authorized(request))
+                .await
+                .unwrap()
+                .into_inner()
+                .data;
+            assert_eq!(intents.len(), 1, "{op:?} crashed at {point}: {} PaymentIntents", intents.len());
+            let intent = &intents[0];
+            let attachment = api.attachment(&intent.id).await;
+            let (status, attached) = match op {
+                Op::Pay | Op::PayDefault => (ppb::PaymentIntentStatus::Succeeded, true),
+                Op::Finalize => (ppb::PaymentIntentStatus::RequiresPaymentMethod, true),
+                _ => (ppb::PaymentIntentStatus::Canceled, false),
+            };
+            assert_eq!(intent.status, status as i32, "{op:?} crashed at {point}: {intent:?}");
+            if attached {
+                let attachment = attachment
+                    .unwrap_or_else(|| panic!("{op:?} crashed at {point}: the intent is not attached"));
+                assert_eq!(attachment.invoice, case.invoice);
+                assert_eq!(attachment.status, ppb::AttachmentStatus::Confirmed as i32, "{op:?} at {point}");
+                assert_eq!(live_payments.len(), 1, "{op:?} crashed at {point}: {live_payments:?}");
+                assert!(live_payments[0].is_default);
+                assert_eq!(counted(&live_payments[0]).as_deref(), Some(intent.id.as_str()));
+            } else {
                 assert!(attachment.is_none(), "{op:?} crashed at {point}: still attached: {attachment:?}");
                 assert!(live_payments.is_empty(), "{op:?} crashed at {point}: {live_payments:?}");
             }
+            let expected_status = match op {
+                Op::Pay | Op::PayDefault => pb::InvoiceStatus::Paid,
+                Op::Finalize => pb::InvoiceStatus::Open,
+                _ => pb::InvoiceStatus::Void,
+            };
+            assert_eq!(
+                api.invoice(&case.invoice).await.status,
+                Some(expected_status as i32),
+                "{op:?} at {point}"
+            );
+            if op == Op::Finalize {
+                let request = pb::GetInvoiceRequest {
+                    id: case.invoice.clone(),
+                    expand: vec!["confirmation_secret".to_owned()],
+                };
+                let doc = api.invoices.clone().get_invoice(authorized(request)).await.unwrap().into_inner();
+                let secret = doc.confirmation_secret.expect("a confirmation secret");
+                assert_eq!(Some(secret.client_secret), intent.client_secret);
+            }
         }
     }
-    let (_, amounts) = case.expected();
     assert_eq!(
         answer.amount_paid,
         amounts.last().map_or(0, |(_, paid)| *paid),
@@ -423,5 +529,14 @@ settle_platform::backend_tests! {
     };
     pay_survives_a_crash_at_every_step => |database: settle_platform::testing::TestDatabase| async move {
         crash_every_step(Op::Pay, database.backend()).await;
+    };
+    pay_with_the_default_intent_survives_a_crash_at_every_step => |database: settle_platform::testing::TestDatabase| async move {
+        crash_every_step(Op::PayDefault, database.backend()).await;
+    };
+    finalize_survives_a_crash_at_every_step => |database: settle_platform::testing::TestDatabase| async move {
+        crash_every_step(Op::Finalize, database.backend()).await;
+    };
+    void_survives_a_crash_at_every_step => |database: settle_platform::testing::TestDatabase| async move {
+        crash_every_step(Op::Void, database.backend()).await;
     };
 }
