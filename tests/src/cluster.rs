@@ -33,12 +33,22 @@ impl Cluster {
     /// Starts the three nodes of `binary` (the `settle-node` executable) on `backend`; `None` for
     /// PostgreSQL when `DATABASE_URL` is unset.
     pub async fn start(binary: PathBuf, backend: Backend) -> Option<Cluster> {
+        Cluster::start_with(binary, backend, |_| BTreeMap::new()).await
+    }
+
+    /// Like [`Cluster::start`], each node with the variables `extra_env` gives for its service
+    /// added (telemetry endpoints, a metrics address…).
+    pub async fn start_with(
+        binary: PathBuf,
+        backend: Backend,
+        extra_env: impl Fn(Service) -> BTreeMap<String, String>,
+    ) -> Option<Cluster> {
         let payments_db = TestDatabase::new(backend).await?;
         let invoices_db = TestDatabase::new(backend).await?;
         let credit_notes_db = TestDatabase::new(backend).await?;
         let (invoices_addr, payments_addr, credit_notes_addr) = (free_addr(), free_addr(), free_addr());
-        let env = |db: &TestDatabase| {
-            BTreeMap::from([
+        let env = |db: &TestDatabase, service: Service| {
+            let mut env = BTreeMap::from([
                 ("DATABASE_URL".to_owned(), db.url().to_owned()),
                 (
                     "SETTLE_API_KEYS".to_owned(),
@@ -51,12 +61,29 @@ impl Cluster {
                 ("SETTLE_SAGA_RECOVERY_INTERVAL_MILLIS".to_owned(), "50".to_owned()),
                 ("SETTLE_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
                 ("SETTLE_DATABASE_MAX_CONNECTIONS".to_owned(), "4".to_owned()),
-            ])
+            ]);
+            env.extend(extra_env(service));
+            env
         };
         let mut cluster = Cluster {
-            payments: Node::new(binary.clone(), Service::Payments, payments_addr, env(&payments_db)),
-            invoices: Node::new(binary.clone(), Service::Invoices, invoices_addr, env(&invoices_db)),
-            credit_notes: Node::new(binary, Service::CreditNotes, credit_notes_addr, env(&credit_notes_db)),
+            payments: Node::new(
+                binary.clone(),
+                Service::Payments,
+                payments_addr,
+                env(&payments_db, Service::Payments),
+            ),
+            invoices: Node::new(
+                binary.clone(),
+                Service::Invoices,
+                invoices_addr,
+                env(&invoices_db, Service::Invoices),
+            ),
+            credit_notes: Node::new(
+                binary,
+                Service::CreditNotes,
+                credit_notes_addr,
+                env(&credit_notes_db, Service::CreditNotes),
+            ),
             _databases: vec![payments_db, invoices_db, credit_notes_db],
         };
         for service in [Service::Payments, Service::Invoices, Service::CreditNotes] {
@@ -95,6 +122,13 @@ impl Cluster {
         node.kill().await;
         node.start(failpoints);
         node.wait_healthy(START_TIMEOUT).await;
+    }
+
+    /// Stops every node gracefully (SIGTERM: they drain, and flush their spans).
+    pub async fn stop_all(&mut self) {
+        for service in [Service::CreditNotes, Service::Invoices, Service::Payments] {
+            self.node(service).stop().await;
+        }
     }
 
     /// Waits for `service` to crash at an armed fault point; false if it was still running after

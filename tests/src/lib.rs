@@ -7,7 +7,10 @@
 //! ```
 
 pub mod cluster;
+pub mod flows;
+pub mod otlp;
 pub mod process;
+pub mod scrape;
 
 use settle_platform::db::Backend;
 use settle_platform::testing::TestDatabase;
