@@ -6,6 +6,9 @@
 //! - applying a payments event in invoices continues the trace of the transaction that wrote it;
 //! - a node flushes the spans it holds when it stops gracefully.
 //!
+//! The nodes log at `warn` (the process harness' default): what is traced does not follow the log
+//! level.
+//!
 //! SQLite only: propagation does not depend on the store, and the saga and event paths these
 //! follow are covered on both backends by the crash and end-to-end tests.
 
@@ -209,3 +212,11 @@ async fn a_node_flushes_its_spans_when_it_stops_gracefully() {
     assert!(span.is_server_rpc(PAYMENTS, "CreatePaymentIntent"), "{span:?}");
     span.assert_grpc_server(0);
 }
+
+// The credit note with a refund (issue 6; the credit-notes service is on branch issue6-creditnotes,
+// not on main yet) is the same few lines once it lands: a paid invoice, then
+//   let client = ClientTrace::new();
+//   credit_notes.create_credit_note(client.inject(idempotent(request_with_refund_amount, "k"))).await?;
+//   collector.assert_one_trace(&client, ("settle-credit-notes", "CreateCreditNote"),
+//       &[("settle-invoices", "ReserveInvoiceCredit"), ("settle-invoices", "ApplyInvoiceCredit"),
+//         ("settle-payments", "ClaimRefunds")]).await;
