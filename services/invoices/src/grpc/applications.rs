@@ -279,7 +279,7 @@ async fn attach_payment_saga(
         .await
         .map_err(recorded_twice)?;
     tx.commit().await?;
-    settle_platform::faults::hit("invoices.attach.after_record");
+    settle_platform::faults::hit("invoices.attach.after_record").await;
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -392,7 +392,7 @@ async fn detach_payment_saga(
     if !effects.events.is_empty() {
         state.hub.committed();
     }
-    settle_platform::faults::hit("invoices.detach.after_unapply");
+    settle_platform::faults::hit("invoices.detach.after_unapply").await;
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -500,7 +500,7 @@ async fn reapply_payment_saga(
         .map_err(recorded_twice)?;
     tx.commit().await?;
     state.hub.committed();
-    settle_platform::faults::hit("invoices.reapply.after_unapply");
+    settle_platform::faults::hit("invoices.reapply.after_unapply").await;
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -661,6 +661,6 @@ async fn pay_invoice_saga(
         let runner = state.runner.clone();
         tokio::spawn(async move { runner.drive(release, release_fence).await });
     }
-    settle_platform::faults::hit("invoices.pay.after_record");
+    settle_platform::faults::hit("invoices.pay.after_record").await;
     respond(state.runner.drive(saga, fence).await)
 }
