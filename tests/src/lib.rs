@@ -6,6 +6,7 @@
 //! let payments = PaymentIntentServiceClient::new(suite.payments.channel());
 //! ```
 
+pub mod api;
 pub mod cluster;
 pub mod process;
 
