@@ -8,11 +8,13 @@ use settle_proto::common::v1::{ListSagasRequest, Saga, SagaState};
 use settle_proto::events::v1::event_service_client::EventServiceClient;
 use settle_proto::events::v1::{Event, ListEventsRequest};
 use settle_proto::settle::invoices::v1 as pb;
+use settle_proto::settle::invoices::v1::customer_balance_service_client::CustomerBalanceServiceClient;
 use settle_proto::settle::invoices::v1::invoice_payment_service_client::InvoicePaymentServiceClient;
 use settle_proto::settle::invoices::v1::invoice_service_client::InvoiceServiceClient;
 use settle_proto::settle::payments::v1 as ppb;
 use settle_proto::settle::payments::v1::payment_attachment_service_client::PaymentAttachmentServiceClient;
 use settle_proto::settle::payments::v1::payment_intent_service_client::PaymentIntentServiceClient;
+use settle_proto::settle::payments::v1::test_helper_service_client::TestHelperServiceClient;
 use settle_testkit::{authorized, idempotent, internal};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -25,10 +27,12 @@ const PAGE: i32 = 100;
 pub struct Api {
     pub invoices: InvoiceServiceClient<Channel>,
     pub invoice_payments: InvoicePaymentServiceClient<Channel>,
+    pub balances: CustomerBalanceServiceClient<Channel>,
     pub invoice_sagas: SagaServiceClient<Channel>,
     pub invoice_events: EventServiceClient<Channel>,
     pub intents: PaymentIntentServiceClient<Channel>,
     pub attachments: PaymentAttachmentServiceClient<Channel>,
+    pub test_helpers: TestHelperServiceClient<Channel>,
     pub payment_events: EventServiceClient<Channel>,
 }
 
@@ -45,10 +49,12 @@ impl Api {
         Api {
             invoices: InvoiceServiceClient::new(invoices.clone()),
             invoice_payments: InvoicePaymentServiceClient::new(invoices.clone()),
+            balances: CustomerBalanceServiceClient::new(invoices.clone()),
             invoice_sagas: SagaServiceClient::new(invoices.clone()),
             invoice_events: EventServiceClient::new(invoices),
             intents: PaymentIntentServiceClient::new(payments.clone()),
             attachments: PaymentAttachmentServiceClient::new(payments.clone()),
+            test_helpers: TestHelperServiceClient::new(payments.clone()),
             payment_events: EventServiceClient::new(payments),
         }
     }
@@ -200,6 +206,34 @@ impl Api {
                 return Ok(all);
             }
         }
+    }
+
+    /// Every balance transaction of `customer`, oldest first.
+    pub async fn balance_transactions(&self, customer: &str) -> Result<Vec<pb::CustomerBalanceTransaction>, Status> {
+        let mut all: Vec<pb::CustomerBalanceTransaction> = Vec::new();
+        let mut after = None;
+        loop {
+            let request = pb::ListBalanceTransactionsRequest {
+                customer: customer.to_owned(),
+                limit: Some(PAGE),
+                starting_after: after.clone(),
+                ..Default::default()
+            };
+            let page = self.balances.clone().list_balance_transactions(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|t| t.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                all.reverse();
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The customer's balance in usd.
+    pub async fn balance(&self, customer: &str) -> Result<i64, Status> {
+        let request =
+            pb::GetCustomerBalanceRequest { customer: customer.to_owned(), currency: Some("usd".to_owned()) };
+        Ok(self.balances.clone().get_customer_balance(authorized(request)).await?.into_inner().balance)
     }
 
     /// Every invoice of the account.
