@@ -361,4 +361,37 @@ backend_tests! {
         assert_eq!((other.code(), reason(&other).as_str()), (Code::NotFound, "resource_missing"));
         assert_eq!(violated_fields(&other), ["invoice"]);
     };
+
+    an_invoice_with_credit_notes_issued_or_being_issued_cannot_be_voided => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let invoice = open_invoice(&app, CUSTOMER, &[1_000]).await;
+        let void = |id: String| {
+            let invoices = app.invoices.clone();
+            async move {
+                invoices.clone().void_invoice(authorized(pb::VoidInvoiceRequest { id, ..Default::default() })).await
+            }
+        };
+        let reserved = reservation(&invoice.id, 300, 0, 0, 0);
+        reserve(&app, &reserved).await.unwrap();
+        let refused = void(invoice.id.clone()).await.unwrap_err();
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "state_unsupported"));
+        assert!(refused.message().contains("credit notes that are issued or being issued"), "{}", refused.message());
+
+        apply(&app, &reserved.saga_id).await.unwrap();
+        let refused = void(invoice.id.clone()).await.unwrap_err();
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "state_unsupported"));
+        assert_eq!(status(&app.get(&invoice.id).await), pb::InvoiceStatus::Open);
+
+        let released = reservation(&invoice.id, 100, 0, 0, 0);
+        reserve(&app, &released).await.unwrap();
+        release(&app, &released.saga_id).await.unwrap();
+        reverse(&app, &saga(), &reserved.credit_note).await.unwrap();
+        let voided = void(invoice.id.clone()).await.unwrap().into_inner();
+        assert_eq!(status(&voided), pb::InvoiceStatus::Void, "released and reversed credits no longer hold it");
+        assert_refused(
+            reserve(&app, &reservation(&invoice.id, 100, 0, 0, 0)).await,
+            Code::FailedPrecondition,
+            "state_unsupported",
+        );
+    };
 }
