@@ -21,32 +21,45 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A saga lease short enough that recovery after a crash is quick, long enough to drive a saga.
 const SAGA_LEASE_MILLIS: &str = "400";
 
+/// How the nodes reach each other (and what else is in their environment): fixed listen addresses (so a proxy can be put in front before
+/// they start) and, per (caller, callee), the address the caller dials instead of the callee's own.
+#[derive(Default)]
+pub struct Topology {
+    pub invoices: Option<SocketAddr>,
+    pub payments: Option<SocketAddr>,
+    #[allow(clippy::type_complexity)]
+    pub route: Option<Box<dyn Fn(Service, Service) -> Option<SocketAddr> + Send + Sync>>,
+    /// Variables added to each node's environment (telemetry endpoints, a metrics address…).
+    #[allow(clippy::type_complexity)]
+    pub env: Option<Box<dyn Fn(Service) -> BTreeMap<String, String> + Send + Sync>>,
+}
+
 /// Three running nodes and their databases.
 pub struct Cluster {
     pub invoices: Node,
     pub payments: Node,
     pub credit_notes: Node,
-    _databases: Vec<TestDatabase>,
+    databases: Vec<TestDatabase>,
 }
 
 impl Cluster {
     /// Starts the three nodes of `binary` (the `settle-node` executable) on `backend`; `None` for
     /// PostgreSQL when `DATABASE_URL` is unset.
     pub async fn start(binary: PathBuf, backend: Backend) -> Option<Cluster> {
-        Cluster::start_with(binary, backend, |_| BTreeMap::new()).await
+        Cluster::start_with(binary, backend, &Topology::default()).await
     }
 
-    /// Like [`Cluster::start`], each node with the variables `extra_env` gives for its service
-    /// added (telemetry endpoints, a metrics address…).
-    pub async fn start_with(
-        binary: PathBuf,
-        backend: Backend,
-        extra_env: impl Fn(Service) -> BTreeMap<String, String>,
-    ) -> Option<Cluster> {
+    /// Like [`Cluster::start`], with the peers reached through `topology` (e.g. fault proxies).
+    pub async fn start_with(binary: PathBuf, backend: Backend, topology: &Topology) -> Option<Cluster> {
         let payments_db = TestDatabase::new(backend).await?;
         let invoices_db = TestDatabase::new(backend).await?;
         let credit_notes_db = TestDatabase::new(backend).await?;
-        let (invoices_addr, payments_addr, credit_notes_addr) = (free_addr(), free_addr(), free_addr());
+        let invoices_addr = topology.invoices.unwrap_or_else(free_addr);
+        let payments_addr = topology.payments.unwrap_or_else(free_addr);
+        let credit_notes_addr = free_addr();
+        let peer = |service: Service, callee: Service, addr: SocketAddr| {
+            topology.route.as_ref().and_then(|route| route(service, callee)).unwrap_or(addr)
+        };
         let env = |db: &TestDatabase, service: Service| {
             let mut env = BTreeMap::from([
                 ("DATABASE_URL".to_owned(), db.url().to_owned()),
@@ -55,14 +68,22 @@ impl Cluster {
                     format!("{DEV_API_KEY}={DEV_ACCOUNT},{OTHER_API_KEY}={OTHER_ACCOUNT}"),
                 ),
                 ("SETTLE_INTERNAL_KEY".to_owned(), INTERNAL_KEY.to_owned()),
-                ("SETTLE_INVOICES_URL".to_owned(), format!("http://{invoices_addr}")),
-                ("SETTLE_PAYMENTS_URL".to_owned(), format!("http://{payments_addr}")),
+                (
+                    "SETTLE_INVOICES_URL".to_owned(),
+                    format!("http://{}", peer(service, Service::Invoices, invoices_addr)),
+                ),
+                (
+                    "SETTLE_PAYMENTS_URL".to_owned(),
+                    format!("http://{}", peer(service, Service::Payments, payments_addr)),
+                ),
                 ("SETTLE_SAGA_LEASE_MILLIS".to_owned(), SAGA_LEASE_MILLIS.to_owned()),
                 ("SETTLE_SAGA_RECOVERY_INTERVAL_MILLIS".to_owned(), "50".to_owned()),
                 ("SETTLE_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
                 ("SETTLE_DATABASE_MAX_CONNECTIONS".to_owned(), "4".to_owned()),
             ]);
-            env.extend(extra_env(service));
+            if let Some(extra) = &topology.env {
+                env.extend(extra(service));
+            }
             env
         };
         let mut cluster = Cluster {
@@ -84,7 +105,7 @@ impl Cluster {
                 credit_notes_addr,
                 env(&credit_notes_db, Service::CreditNotes),
             ),
-            _databases: vec![payments_db, invoices_db, credit_notes_db],
+            databases: vec![payments_db, invoices_db, credit_notes_db],
         };
         for service in [Service::Payments, Service::Invoices, Service::CreditNotes] {
             cluster.node(service).start(None);
@@ -93,6 +114,15 @@ impl Cluster {
             cluster.node(service).wait_healthy(START_TIMEOUT).await;
         }
         Some(cluster)
+    }
+
+    /// The database `service` uses (its URL names it).
+    pub fn database(&self, service: Service) -> &TestDatabase {
+        match service {
+            Service::Payments => &self.databases[0],
+            Service::Invoices => &self.databases[1],
+            Service::CreditNotes => &self.databases[2],
+        }
     }
 
     pub fn node(&mut self, service: Service) -> &mut Node {

@@ -6,8 +6,8 @@
 //! let payments = PaymentIntentServiceClient::new(suite.payments.channel());
 //! ```
 
+pub mod api;
 pub mod cluster;
-pub mod flows;
 pub mod otlp;
 pub mod process;
 pub mod scrape;

@@ -61,6 +61,19 @@ impl Node {
         Node { service, addr, binary, env, child: None }
     }
 
+    /// Sets (or with `None` removes) a variable of the node's environment for its next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(value) => self.env.insert(key.to_owned(), value.to_owned()),
+            None => self.env.remove(key),
+        };
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Starts the process, with `failpoints` armed (`name=actions;…`) if given.
     pub fn start(&mut self, failpoints: Option<&str>) {
         let mut command = Command::new(&self.binary);

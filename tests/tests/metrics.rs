@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use settle_platform::db::Backend;
 use settle_proto::settle::invoices::v1 as pb;
 use settle_testkit::idempotent;
-use settle_tests::cluster::Cluster;
-use settle_tests::flows::Flows;
+use settle_tests::api::Api;
+use settle_tests::cluster::{Cluster, Topology, eventually};
 use settle_tests::process::{Service, free_addr};
 use settle_tests::scrape::{Metrics, scrape};
 use tonic::Code;
@@ -92,44 +92,57 @@ fn mean(metrics: &Metrics, sum: &str, count: &str, labels: &[(&str, &str)]) -> f
     metrics.sum(sum, labels) / metrics.sum(count, labels).max(1.0)
 }
 
+/// A finalized (open) invoice of `total` for `customer`.
+async fn open_invoice(api: &Api, customer: &str, total: i64) -> pb::Invoice {
+    let draft = api.draft(customer, total, false).await.unwrap();
+    api.finalize(&draft.id, None).await.unwrap()
+}
+
 #[tokio::test]
 async fn after_a_workload_every_node_reports_its_saga_rpc_pool_and_outbox_metrics() {
     let metrics_addrs: BTreeMap<&str, SocketAddr> =
         [("invoices", free_addr()), ("payments", free_addr()), ("credit-notes", free_addr())].into();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_settle-node"));
-    let mut cluster = Cluster::start_with(binary, Backend::Sqlite, |service| {
-        BTreeMap::from([("SETTLE_METRICS_ADDR".to_owned(), metrics_addrs[service.arg()].to_string())])
-    })
-    .await
-    .expect("a SQLite cluster");
-    let flows = Flows::new(&cluster);
+    let addrs = metrics_addrs.clone();
+    let topology = Topology {
+        env: Some(Box::new(move |service| {
+            BTreeMap::from([("SETTLE_METRICS_ADDR".to_owned(), addrs[service.arg()].to_string())])
+        })),
+        ..Default::default()
+    };
+    let mut cluster =
+        Cluster::start_with(binary, Backend::Sqlite, &topology).await.expect("a SQLite cluster");
+    let api = Api::new(cluster.channel(Service::Invoices), cluster.channel(Service::Payments));
 
     // 1. A crash: invoices dies right after payments reserved; the restarted node's recovery
     //    resumes the saga, and the client's repeat gets its outcome.
-    let crashed_invoice = flows.open_invoice("cus_metrics0", 10_000).await;
-    let crashed_intent = flows.intent("cus_metrics0", 1_000, "pm_card_visa").await;
+    let crashed_invoice = open_invoice(&api, "cus_metrics0", 10_000).await;
+    let crashed_intent = api.intent("cus_metrics0", 1_000, Some("pm_card_visa")).await.unwrap();
     cluster.restart(Service::Invoices, Some("invoices.attach.after_reserve=return(crash)")).await;
-    let attach = Flows::attach_request(&crashed_invoice.id, &crashed_intent.id);
     let first = {
-        let (flows, request) = (flows.clone(), idempotent(attach.clone(), "metrics-crash"));
-        tokio::spawn(async move { flows.attach(request).await })
+        let (api, invoice, intent) = (api.clone(), crashed_invoice.id.clone(), crashed_intent.id.clone());
+        tokio::spawn(async move { api.attach(&invoice, &intent, Some("metrics-crash")).await })
     };
     assert!(cluster.crashed(Service::Invoices, Duration::from_secs(15)).await, "the fault point was reached");
     assert!(first.await.unwrap().is_err());
     // From here on the invoices node is one process: its counters count what follows.
     cluster.restart(Service::Invoices, None).await;
-    assert!(flows.sagas_ended(Duration::from_secs(30)).await, "recovery finished the saga");
-    assert_eq!(flows.attach(idempotent(attach, "metrics-crash")).await.unwrap().amount_paid, 1_000);
+    let ended = eventually(Duration::from_secs(30), || async {
+        api.live_sagas().await.ok()?.is_empty().then_some(())
+    });
+    assert!(ended.await.is_some(), "recovery finished the saga");
+    let repeated = api.attach(&crashed_invoice.id, &crashed_intent.id, Some("metrics-crash")).await;
+    assert_eq!(repeated.unwrap().amount_paid, 1_000);
 
     // 2. Three attaches, a detach, one refused by payments (another customer's payment) and one
     //    on an invoice that does not exist.
     let mut invoices = Vec::new();
     for n in 1..=3 {
         let customer = format!("cus_metrics{n}");
-        let invoice = flows.open_invoice(&customer, 10_000).await;
-        let intent = flows.intent(&customer, 2_000, "pm_card_visa").await;
-        let request = idempotent(Flows::attach_request(&invoice.id, &intent.id), &format!("metrics-{n}"));
-        assert_eq!(flows.attach(request).await.unwrap().amount_paid, 2_000);
+        let invoice = open_invoice(&api, &customer, 10_000).await;
+        let intent = api.intent(&customer, 2_000, Some("pm_card_visa")).await.unwrap();
+        let attached = api.attach(&invoice.id, &intent.id, Some(&format!("metrics-{n}"))).await;
+        assert_eq!(attached.unwrap().amount_paid, 2_000);
         invoices.push((invoice.id, intent.id));
     }
     let (detached_invoice, detached_intent) = &invoices[0];
@@ -138,16 +151,13 @@ async fn after_a_workload_every_node_reports_its_saga_rpc_pool_and_outbox_metric
         payment: Some(pb::detach_payment_request::Payment::PaymentIntent(detached_intent.clone())),
         expand: vec![],
     };
-    assert_eq!(flows.detach(idempotent(detach, "metrics-detach")).await.unwrap().amount_paid, 0);
-    let stranger = flows.intent("cus_stranger", 500, "pm_card_visa").await;
-    let refused = flows
-        .attach(idempotent(Flows::attach_request(&invoices[1].0, &stranger.id), "metrics-refused"))
-        .await
-        .unwrap_err();
+    let detached = api.invoices.clone().detach_payment(idempotent(detach, "metrics-detach")).await;
+    assert_eq!(detached.unwrap().into_inner().amount_paid, 0);
+    let stranger = api.intent("cus_stranger", 500, Some("pm_card_visa")).await.unwrap();
+    let refused = api.attach(&invoices[1].0, &stranger.id, Some("metrics-refused")).await.unwrap_err();
     let refused_code = refused.code();
     assert_ne!(refused_code, Code::Ok);
-    let missing =
-        flows.attach(idempotent(Flows::attach_request("in_missing", &stranger.id), "metrics-missing")).await;
+    let missing = api.attach("in_missing", &stranger.id, Some("metrics-missing")).await;
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);
     println!("payments refused the stranger's payment with {refused_code:?}");
 

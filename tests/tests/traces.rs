@@ -20,9 +20,10 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use settle_platform::db::Backend;
 use settle_proto::settle::invoices::v1 as pb;
+use settle_proto::settle::payments::v1 as ppb;
 use settle_testkit::{authorized, idempotent};
-use settle_tests::cluster::{Cluster, eventually};
-use settle_tests::flows::Flows;
+use settle_tests::api::Api;
+use settle_tests::cluster::{Cluster, Topology, eventually};
 use settle_tests::otlp::{ClientTrace, Collector, Trace};
 use settle_tests::process::{Node, Service, free_addr};
 
@@ -33,21 +34,38 @@ fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_settle-node"))
 }
 
-async fn traced_cluster(collector: &Collector) -> Cluster {
-    Cluster::start_with(binary(), Backend::Sqlite, |_| collector.env()).await.expect("a SQLite cluster")
+async fn traced_cluster(collector: &Collector) -> (Cluster, Api) {
+    let env = collector.env();
+    let topology = Topology { env: Some(Box::new(move |_| env.clone())), ..Default::default() };
+    let cluster = Cluster::start_with(binary(), Backend::Sqlite, &topology).await.expect("a SQLite cluster");
+    let api = Api::new(cluster.channel(Service::Invoices), cluster.channel(Service::Payments));
+    (cluster, api)
+}
+
+/// A finalized (open) invoice of `total` for `customer`.
+async fn open_invoice(api: &Api, customer: &str, total: i64) -> pb::Invoice {
+    let draft = api.draft(customer, total, false).await.unwrap();
+    api.finalize(&draft.id, None).await.unwrap()
+}
+
+fn attach_request(invoice: &str, payment_intent: &str) -> pb::AttachPaymentRequest {
+    pb::AttachPaymentRequest {
+        id: invoice.to_owned(),
+        payment: Some(pb::attach_payment_request::Payment::PaymentIntent(payment_intent.to_owned())),
+        expand: vec![],
+    }
 }
 
 #[tokio::test]
 async fn one_attach_is_one_trace_across_invoices_and_payments() {
     let collector = Collector::start().await;
-    let mut cluster = traced_cluster(&collector).await;
-    let flows = Flows::new(&cluster);
-    let invoice = flows.open_invoice("cus_trace", 10_000).await;
-    let intent = flows.intent("cus_trace", 4_000, "pm_card_visa").await;
+    let (mut cluster, api) = traced_cluster(&collector).await;
+    let invoice = open_invoice(&api, "cus_trace", 10_000).await;
+    let intent = api.intent("cus_trace", 4_000, Some("pm_card_visa")).await.unwrap();
 
     let client = ClientTrace::new();
-    let request = client.inject(idempotent(Flows::attach_request(&invoice.id, &intent.id), "trace-attach"));
-    let attached = flows.attach(request).await.unwrap();
+    let request = client.inject(idempotent(attach_request(&invoice.id, &intent.id), "trace-attach"));
+    let attached = api.invoices.clone().attach_payment(request).await.unwrap().into_inner();
     assert_eq!(attached.amount_paid, 4_000);
 
     let trace = collector
@@ -77,23 +95,26 @@ async fn one_attach_is_one_trace_across_invoices_and_payments() {
 #[tokio::test]
 async fn a_saga_resumed_after_a_crash_links_to_its_original_trace() {
     let collector = Collector::start().await;
-    let mut cluster = traced_cluster(&collector).await;
-    let flows = Flows::new(&cluster);
-    let invoice = flows.open_invoice("cus_trace_crash", 10_000).await;
-    let intent = flows.intent("cus_trace_crash", 4_000, "pm_card_visa").await;
+    let (mut cluster, api) = traced_cluster(&collector).await;
+    let invoice = open_invoice(&api, "cus_trace_crash", 10_000).await;
+    let intent = api.intent("cus_trace_crash", 4_000, Some("pm_card_visa")).await.unwrap();
 
     // Invoices crashes right after payments reserved the payment; recovery resumes the saga.
     cluster.restart(Service::Invoices, Some("invoices.attach.after_reserve=return(crash)")).await;
     let client = ClientTrace::new();
-    let attach = Flows::attach_request(&invoice.id, &intent.id);
+    let attach = attach_request(&invoice.id, &intent.id);
     let first = {
-        let (flows, request) = (flows.clone(), client.inject(idempotent(attach.clone(), "trace-crash")));
-        tokio::spawn(async move { flows.attach(request).await })
+        let (mut invoices, request) =
+            (api.invoices.clone(), client.inject(idempotent(attach.clone(), "trace-crash")));
+        tokio::spawn(async move { invoices.attach_payment(request).await })
     };
     assert!(cluster.crashed(Service::Invoices, Duration::from_secs(15)).await, "the fault point was reached");
     assert!(first.await.unwrap().is_err(), "the crashed call did not answer");
     cluster.restart(Service::Invoices, None).await;
-    assert!(flows.sagas_ended(Duration::from_secs(30)).await, "recovery finished the saga");
+    let ended = eventually(Duration::from_secs(30), || async {
+        api.live_sagas().await.ok()?.is_empty().then_some(())
+    });
+    assert!(ended.await.is_some(), "recovery finished the saga");
 
     // The original trace reached payments before the crash.
     let reserved = collector
@@ -128,7 +149,8 @@ async fn a_saga_resumed_after_a_crash_links_to_its_original_trace() {
     }
 
     // The client's repeat gets the outcome.
-    let again = flows.attach(idempotent(attach, "trace-crash")).await.unwrap();
+    let again =
+        api.invoices.clone().attach_payment(idempotent(attach, "trace-crash")).await.unwrap().into_inner();
     assert_eq!(again.amount_paid, 4_000);
     cluster.stop_all().await;
 }
@@ -136,19 +158,22 @@ async fn a_saga_resumed_after_a_crash_links_to_its_original_trace() {
 #[tokio::test]
 async fn applying_a_payments_event_continues_the_trace_that_wrote_it() {
     let collector = Collector::start().await;
-    let mut cluster = traced_cluster(&collector).await;
-    let flows = Flows::new(&cluster);
-    let invoice = flows.open_invoice("cus_trace_event", 5_000).await;
+    let (mut cluster, api) = traced_cluster(&collector).await;
+    let invoice = open_invoice(&api, "cus_trace_event", 5_000).await;
     // A bank debit stays processing: attached, its invoice payment is open until it settles.
-    let intent = flows.intent("cus_trace_event", 5_000, "pm_us_bank_account").await;
-    let attached =
-        flows.attach(idempotent(Flows::attach_request(&invoice.id, &intent.id), "trace-event")).await;
+    let intent = api.intent("cus_trace_event", 5_000, Some("pm_us_bank_account")).await.unwrap();
+    let attached = api.attach(&invoice.id, &intent.id, Some("trace-event")).await;
     assert_eq!(attached.unwrap().amount_paid, 0);
 
     let client = ClientTrace::new();
-    flows.settle(client.inject(authorized(Flows::settle_request(&intent.id)))).await.unwrap();
+    let settle = ppb::SettlePaymentIntentRequest {
+        id: intent.id.clone(),
+        outcome: ppb::SettlementOutcome::Succeeded as i32,
+        ..Default::default()
+    };
+    api.test_helpers.clone().settle_payment_intent(client.inject(authorized(settle))).await.unwrap();
     let paid = eventually(Duration::from_secs(20), || async {
-        let doc = flows.invoice(&invoice.id).await;
+        let doc = api.invoice(&invoice.id).await.ok()?;
         (doc.status == Some(pb::InvoiceStatus::Paid as i32)).then_some(doc)
     })
     .await
@@ -172,7 +197,7 @@ async fn applying_a_payments_event_continues_the_trace_that_wrote_it() {
     assert!(applied.str_attr("messaging.message.id").is_some_and(|id| id.starts_with("evt_")));
 
     // And onwards: the invoice events invoices wrote while applying it carry the same trace.
-    let events = flows.invoice_events().await;
+    let events = Api::all_events(&api.invoice_events).await.unwrap();
     let in_trace: Vec<&str> = events
         .iter()
         .filter(|e| e.traceparent.as_deref().is_some_and(|t| t.contains(&client.trace_id)))
