@@ -97,7 +97,8 @@ pub async fn check(api: &Api) -> Result<Report, Status> {
         let attachment = api.attachment(&intent.id).await?;
         match (&attachment, counted.first()) {
             (Some(a), _) if a.status != ppb::AttachmentStatus::Confirmed as i32 => {
-                violations.push(format!("{}: attachment still {:?} after the run", intent.id, a.status));
+                let status = ppb::AttachmentStatus::try_from(a.status).map_or("unknown", |s| s.as_str_name());
+                violations.push(format!("{}: attachment still {status} after the run", intent.id));
             }
             (Some(a), Some(p)) if a.invoice != p.invoice => violations.push(format!(
                 "{}: payments attaches it to {}, invoices counts it on {}",
