@@ -14,6 +14,7 @@ use settle_proto::settle::invoices::v1::invoice_service_client::InvoiceServiceCl
 use settle_proto::settle::payments::v1 as ppb;
 use settle_proto::settle::payments::v1::payment_attachment_service_client::PaymentAttachmentServiceClient;
 use settle_proto::settle::payments::v1::payment_intent_service_client::PaymentIntentServiceClient;
+use settle_proto::settle::payments::v1::refund_service_client::RefundServiceClient;
 use settle_proto::settle::payments::v1::test_helper_service_client::TestHelperServiceClient;
 use settle_testkit::{authorized, idempotent, internal};
 use tonic::transport::Channel;
@@ -33,6 +34,7 @@ pub struct Api {
     pub intents: PaymentIntentServiceClient<Channel>,
     pub attachments: PaymentAttachmentServiceClient<Channel>,
     pub test_helpers: TestHelperServiceClient<Channel>,
+    pub refunds: RefundServiceClient<Channel>,
     pub payment_events: EventServiceClient<Channel>,
 }
 
@@ -55,6 +57,7 @@ impl Api {
             intents: PaymentIntentServiceClient::new(payments.clone()),
             attachments: PaymentAttachmentServiceClient::new(payments.clone()),
             test_helpers: TestHelperServiceClient::new(payments.clone()),
+            refunds: RefundServiceClient::new(payments.clone()),
             payment_events: EventServiceClient::new(payments),
         }
     }
@@ -106,6 +109,38 @@ impl Api {
             ..Default::default()
         };
         Ok(self.intents.clone().create_payment_intent(authorized(request)).await?.into_inner())
+    }
+
+    /// Ends a `processing` PaymentIntent (a bank debit) as succeeded or failed.
+    pub async fn settle(&self, intent: &str, succeeded: bool) -> Result<ppb::PaymentIntent, Status> {
+        let outcome =
+            if succeeded { ppb::SettlementOutcome::Succeeded } else { ppb::SettlementOutcome::Failed };
+        let request = ppb::SettlePaymentIntentRequest {
+            id: intent.to_owned(),
+            outcome: outcome as i32,
+            ..Default::default()
+        };
+        Ok(self.test_helpers.clone().settle_payment_intent(authorized(request)).await?.into_inner())
+    }
+
+    /// Every refund of `intent`.
+    pub async fn refunds_of(&self, intent: &str) -> Result<Vec<ppb::Refund>, Status> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = ppb::ListRefundsRequest {
+                payment_intent: Some(intent.to_owned()),
+                limit: Some(PAGE),
+                starting_after: after.clone(),
+                ..Default::default()
+            };
+            let page = self.refunds.clone().list_refunds(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|r| r.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                return Ok(all);
+            }
+        }
     }
 
     pub async fn attach(

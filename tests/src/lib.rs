@@ -7,6 +7,7 @@
 //! ```
 
 pub mod api;
+pub mod chaos;
 pub mod cluster;
 pub mod otlp;
 pub mod process;

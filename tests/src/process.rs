@@ -94,6 +94,11 @@ impl Node {
 
     /// Waits until the node answers health SERVING (or fails after `timeout`).
     pub async fn wait_healthy(&self, timeout: Duration) {
+        assert!(self.try_wait_healthy(timeout).await, "{:?} not healthy within {timeout:?}", self.service);
+    }
+
+    /// Waits until the node answers health SERVING; false if it did not within `timeout`.
+    pub async fn try_wait_healthy(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let url = format!("http://{}", self.addr);
         loop {
@@ -105,10 +110,12 @@ impl Node {
                     .await
                     .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
                 if serving {
-                    return;
+                    return true;
                 }
             }
-            assert!(Instant::now() < deadline, "{:?} not healthy within {timeout:?}", self.service);
+            if Instant::now() >= deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

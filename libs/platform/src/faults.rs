@@ -12,9 +12,9 @@
 //! - `sleep(ms)`: the caller waits that long (a slow disk, a slow peer);
 //! - `off`.
 //!
-//! `P%` fires with probability P, `N*` at most N times. Whether the k-th pass of a point fires is
-//! a hash of (`SETTLE_FAULT_SEED`, point, k): the same seed replays the same schedule, whatever
-//! the other points do. Points are named `<service>.<step>.<phase>` (`invoices.attach.after_apply`).
+//! `P%` fires with probability P, `N*` at most N times; `a->b` tries `b` when `a` does not fire.
+//! Whether the k-th pass of a point fires is a hash of (`SETTLE_FAULT_SEED`, point, rule, k): the
+//! same seed replays the same schedule, whatever the other points do. Points are named `<service>.<step>.<phase>` (`invoices.attach.after_apply`).
 
 #[cfg(feature = "faults")]
 mod plan {
@@ -42,7 +42,7 @@ mod plan {
 
     pub struct Plan {
         seed: u64,
-        rules: HashMap<String, Rule>,
+        rules: HashMap<String, Vec<Rule>>,
     }
 
     static PLAN: OnceLock<Plan> = OnceLock::new();
@@ -82,7 +82,8 @@ mod plan {
         for entry in plan.split(';').map(str::trim).filter(|e| !e.is_empty()) {
             let (name, spec) =
                 entry.split_once('=').ok_or_else(|| format!("expected name=action in {entry:?}"))?;
-            rules.insert(name.trim().to_owned(), parse_rule(spec)?);
+            let chain = spec.split("->").map(parse_rule).collect::<Result<Vec<_>, _>>()?;
+            rules.insert(name.trim().to_owned(), chain);
         }
         PLAN.set(Plan { seed, rules }).map_err(|_| "a fault plan is already loaded".to_owned())
     }
@@ -101,17 +102,20 @@ mod plan {
     /// The action to take at this pass of `name`, if the plan says one fires.
     pub fn fire(name: &str) -> Option<Action> {
         let plan = PLAN.get()?;
-        let rule = plan.rules.get(name)?;
-        let pass = rule.passes.fetch_add(1, Ordering::Relaxed);
-        if rule.action == Action::Off || decision(plan.seed, name, pass) % 1_000_000 >= rule.per_million {
-            return None;
+        for (index, rule) in plan.rules.get(name)?.iter().enumerate() {
+            let pass = rule.passes.fetch_add(1, Ordering::Relaxed);
+            let draw = decision(plan.seed ^ (index as u64).wrapping_mul(0xA24B_AED4_963E_E407), name, pass);
+            if rule.action == Action::Off || draw % 1_000_000 >= rule.per_million {
+                continue;
+            }
+            if let Some(max) = rule.max_times
+                && rule.fired.fetch_add(1, Ordering::Relaxed) >= max
+            {
+                continue;
+            }
+            return Some(rule.action);
         }
-        if let Some(max) = rule.max_times
-            && rule.fired.fetch_add(1, Ordering::Relaxed) >= max
-        {
-            return None;
-        }
-        Some(rule.action)
+        None
     }
 
     #[cfg(test)]
