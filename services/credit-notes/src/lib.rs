@@ -1,7 +1,15 @@
-//! settle's credit-notes service. This first version serves its events, health and reflection;
-//! the credit-note API and its saga arrive with their own issue.
+//! settle's credit-notes service: credit notes and their lines, preview, and the sagas that issue
+//! and void them across the invoices and payments stores.
+//!
+//! - [`domain`]: a note's amounts, split, limits, statuses and number (pure);
+//! - [`model`]: the stored Stripe-shaped documents;
+//! - [`store`]: SQL per table, taking the caller's transaction;
+//! - [`peers`]: the invoices and payments services as this one calls them;
+//! - [`grpc`]: `CreditNoteService` and the one error mapping;
+//! - [`sagas`]: issuing and voiding, step by step.
 
 pub mod config;
+pub mod domain;
 pub mod startup;
 
 /// Default gRPC port.
