@@ -22,6 +22,7 @@ use settle_saga::{Ending, Fence, Saga, SagaKind, SagaState, StepFailure, Transit
 use super::effects::{self, PaymentFacts};
 use super::{Context, PaymentKind, StoredRefusal, db_retry, decode, encode, internal_failure, origin};
 use crate::peers::{is_definitive, retry};
+use crate::store::invoice_credits;
 use crate::store::{invoice_payments, invoices};
 
 /// What payments told us about the payment when it reserved or confirmed it.
@@ -140,6 +141,18 @@ pub async fn apply(
         succeeded: reserved.succeeded,
     };
     if let Err(refusal) = effects::guard(&doc, &facts) {
+        let stored = StoredRefusal::from_refusal(&refusal);
+        let (step, state, data) = refused(stored);
+        saga_store::advance(&mut tx, fence, step, &data, state, None).await?;
+        tx.commit().await.map_err(db_retry)?;
+        return Ok(Transition::Committed { step, data, state, result: None });
+    }
+    // Credit notes being issued hold their pre-payment parts of what remains unpaid (read under the
+    // same lock, which every credit-note step takes too): the payment may only take the rest.
+    let reserved_credits = invoice_credits::reserved_pre_payment(&mut *tx, &saga.account, &leg.invoice)
+        .await
+        .map_err(db_retry)?;
+    if let Err(refusal) = effects::guard_reserved_credits(&doc, &facts, reserved_credits) {
         let stored = StoredRefusal::from_refusal(&refusal);
         let (step, state, data) = refused(stored);
         saga_store::advance(&mut tx, fence, step, &data, state, None).await?;
