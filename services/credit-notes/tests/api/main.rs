@@ -7,4 +7,5 @@
 mod helpers;
 mod issue;
 mod preview;
+mod races;
 mod refusals;
