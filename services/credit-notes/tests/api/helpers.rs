@@ -31,8 +31,9 @@ pub struct TestApp {
     pub notes: CreditNoteServiceClient<Channel>,
     pub note_events: EventServiceClient<Channel>,
     pub sagas: SagaServiceClient<Channel>,
-    pub servers: Vec<RunningServer>,
-    pub databases: Vec<TestDatabase>,
+    /// Kept so the services and their databases live as long as the test.
+    _servers: Vec<RunningServer>,
+    _databases: Vec<TestDatabase>,
 }
 
 /// Starts payments, invoices and credit-notes (credit-notes on `database`).
@@ -85,8 +86,8 @@ pub async fn spawn(database: TestDatabase) -> TestApp {
         notes: CreditNoteServiceClient::new(notes.channel()),
         note_events: EventServiceClient::new(notes.channel()),
         sagas: SagaServiceClient::new(notes.channel()),
-        servers: vec![payments, invoices, notes],
-        databases: vec![database, payments_db, invoices_db],
+        _servers: vec![payments, invoices, notes],
+        _databases: vec![database, payments_db, invoices_db],
     }
 }
 
