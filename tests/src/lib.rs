@@ -6,6 +6,7 @@
 //! let payments = PaymentIntentServiceClient::new(suite.payments.channel());
 //! ```
 
+pub mod cluster;
 pub mod process;
 
 use settle_platform::db::Backend;
@@ -41,6 +42,7 @@ impl Suite {
             settle_invoices::config::InvoicesConfig {
                 platform: settle_testkit::config(&invoices_db),
                 peers: settle_invoices::config::Peers { payments_url: format!("http://{}", payments.addr()) },
+                sagas: Default::default(),
             },
             shutdown.clone(),
         )

@@ -21,7 +21,9 @@ pub mod service;
 pub mod store;
 
 pub use record::{Fence, NewSaga, Saga, SagaFailure, SagaState};
-pub use runner::{Ending, Outcome, RunnerSettings, SagaKind, SagaRunner, StepFailure, Transition};
+pub use runner::{
+    Ending, Outcome, RunnerSettings, SagaConfig, SagaKind, SagaRunner, StepFailure, Transition,
+};
 
 use sqlx::migrate::Migrator;
 

@@ -96,6 +96,37 @@ pub struct RunnerSettings {
     pub recovery_batch: i64,
 }
 
+/// The runner's settings a deployment may change: `SETTLE_SAGA_LEASE_MILLIS` (how long a replica owns
+/// a saga it drives; after a crash, how long until another resumes it) and
+/// `SETTLE_SAGA_RECOVERY_INTERVAL_MILLIS` (how often the recovery loop looks for such sagas).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct SagaConfig {
+    pub saga_lease_millis: u64,
+    pub saga_recovery_interval_millis: u64,
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        let defaults = RunnerSettings::default();
+        SagaConfig {
+            saga_lease_millis: u64::try_from(defaults.lease.as_millis()).unwrap_or(30_000),
+            saga_recovery_interval_millis: u64::try_from(defaults.recovery_interval.as_millis())
+                .unwrap_or(1_000),
+        }
+    }
+}
+
+impl From<&SagaConfig> for RunnerSettings {
+    fn from(config: &SagaConfig) -> Self {
+        RunnerSettings {
+            // A lease shorter than a few round trips would be lost while driving.
+            lease: Duration::from_millis(config.saga_lease_millis.max(100)),
+            recovery_interval: Duration::from_millis(config.saga_recovery_interval_millis.max(10)),
+            ..RunnerSettings::default()
+        }
+    }
+}
+
 impl Default for RunnerSettings {
     fn default() -> Self {
         RunnerSettings {

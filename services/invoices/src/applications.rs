@@ -10,6 +10,7 @@
 //! - [`effects`]: what each of these does to an invoice, with the events Stripe emits.
 
 pub mod attach;
+pub mod default_payment;
 pub mod detach;
 pub mod effects;
 pub mod pay;

@@ -9,6 +9,8 @@ use settle_platform::config::{self, ConfigError, PlatformConfig, PlatformDefault
 pub struct InvoicesConfig {
     pub platform: PlatformConfig,
     pub peers: Peers,
+    /// The saga runner's lease and recovery interval.
+    pub sagas: settle_saga::SagaConfig,
 }
 
 /// Addresses of the services invoices calls.
@@ -35,5 +37,6 @@ pub fn load() -> Result<InvoicesConfig, ConfigError> {
     Ok(InvoicesConfig {
         platform: config::load(PlatformDefaults::for_service("invoices", crate::DEFAULT_PORT))?,
         peers: config::load(Peers::default())?,
+        sagas: config::load(settle_saga::SagaConfig::default())?,
     })
 }

@@ -50,8 +50,12 @@ impl Application {
             Arc::new(ReapplySaga { ctx: ctx.clone() }),
             Arc::new(PaySaga { ctx: ctx.clone() }),
         ];
-        let runner =
-            SagaRunner::new(db.clone(), &config.platform.instance_id, RunnerSettings::default(), kinds);
+        let runner = SagaRunner::new(
+            db.clone(),
+            &config.platform.instance_id,
+            RunnerSettings::from(&config.sagas),
+            kinds,
+        );
         runner.spawn_background(shutdown.clone());
         tokio::spawn(crate::consumer::run(ctx.clone(), runner.clone(), shutdown));
 

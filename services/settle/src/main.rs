@@ -129,6 +129,7 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
         settle_invoices::config::InvoicesConfig {
             platform: l.service("invoices", l.invoices_port),
             peers: settle_invoices::config::Peers { payments_url: payments_url.clone() },
+            sagas: Default::default(),
         },
         shutdown.clone(),
     )

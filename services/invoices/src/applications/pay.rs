@@ -1,14 +1,24 @@
-//! The pay saga (PayInvoice with a payment method): creates and confirms a PaymentIntent in
-//! payments for what the invoice still owes, then attaches it as the invoice's default payment with
-//! the attach steps. The intent is created under an idempotency key derived from the saga, so a
-//! repeated step never charges twice. A declined payment records the attempt on the invoice and
-//! fails the call with the decline.
+//! The pay saga: charging what an invoice owes with a PaymentIntent attached as the invoice's
+//! default payment. Three modes:
+//!
+//! - `charge` (PayInvoice with a payment method): creates and confirms a new PaymentIntent for what
+//!   the invoice still owes, then attaches it with the attach steps;
+//! - `prepare` (finalizing a `charge_automatically` invoice, as Stripe does): creates the
+//!   PaymentIntent unconfirmed and attaches it as an `open` invoice payment, so the invoice has a
+//!   `confirmation_secret` for the customer to pay it;
+//! - `confirm_default` (PayInvoice while that default payment is open for the amount still owed):
+//!   confirms the existing PaymentIntent with the payment method and counts it if it succeeded.
+//!
+//! Intents are created and confirmed under idempotency keys derived from the saga, so a repeated
+//! step never charges twice. A declined payment records the attempt on the invoice
+//! (`invoice.payment_failed`) and fails the call with the decline.
 //!
 //! ```text
-//! create_intent ─▶ reserve ─▶ apply ─▶ confirm (─▶ sync) ─▶ done
-//!      │declined      │refused   │refused
-//!      ▼              ▼          ▼
-//! record_decline    failed     release ─▶ failed
+//! charge/prepare: create_intent ─▶ reserve ─▶ apply ─▶ confirm (─▶ sync) ─▶ record_success ─▶ done
+//!                      │declined      │refused   │refused
+//!                      ▼              ▼          ▼
+//!                 record_decline    failed     release ─▶ failed
+//! confirm_default: confirm_intent (─▶ sync) ─▶ record_success ─▶ done
 //! ```
 
 use std::sync::Arc;
@@ -26,14 +36,27 @@ use crate::store::invoices;
 
 pub const KIND: &str = "pay_invoice";
 
+/// What the pay saga does (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayMode {
+    #[default]
+    Charge,
+    Prepare,
+    ConfirmDefault,
+}
+
 /// The pay saga's data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayData {
-    pub payment_method: String,
+    #[serde(default)]
+    pub mode: PayMode,
+    /// The payment method to charge (`prepare`: the invoice's default one, if any).
+    pub payment_method: Option<String>,
     pub amount: i64,
     pub description: String,
     pub off_session: Option<bool>,
-    /// The intent once created.
+    /// The intent once created (`confirm_default`: from the start).
     #[serde(default)]
     pub intent: Option<String>,
     pub leg: Leg,
@@ -56,8 +79,8 @@ async fn create_intent(
         amount: data.amount,
         currency: data.leg.currency.clone(),
         customer: Some(data.leg.customer.clone()),
-        payment_method: Some(data.payment_method.clone()),
-        confirm: Some(true),
+        payment_method: data.payment_method.clone(),
+        confirm: Some(data.mode == PayMode::Charge),
         description: Some(data.description.clone()),
         metadata: [("invoice".to_owned(), data.leg.invoice.clone())].into(),
         ..Default::default()
@@ -75,6 +98,38 @@ async fn create_intent(
         Err(status) if is_definitive(&status) => Ok(Err(StoredRefusal::from_status(&status))),
         Err(status) => Err(retry("CreatePaymentIntent", &status)),
     }
+}
+
+/// Remote (`confirm_default`): confirms the invoice's default PaymentIntent with the payment method.
+async fn confirm_intent(
+    ctx: &Context,
+    saga: &Saga,
+    data: &PayData,
+) -> Result<Result<payments_pb::PaymentIntent, StoredRefusal>, StepFailure> {
+    settle_platform::faults::hit("invoices.pay.before_confirm_intent");
+    let request = payments_pb::ConfirmPaymentIntentRequest {
+        id: data.intent.clone().unwrap_or_default(),
+        payment_method: data.payment_method.clone(),
+        ..Default::default()
+    };
+    let mut request = ctx.payments.request(&saga.account, saga.livemode, request);
+    if let Ok(key) = format!("settle-pay-{}", saga.id).parse() {
+        request.metadata_mut().insert("idempotency-key", key);
+    }
+    let mut client = ctx.payments.intents.clone();
+    match client.confirm_payment_intent(request).await {
+        Ok(response) => {
+            settle_platform::faults::hit("invoices.pay.after_confirm_intent");
+            Ok(Ok(response.into_inner()))
+        }
+        Err(status) if is_definitive(&status) => Ok(Err(StoredRefusal::from_status(&status))),
+        Err(status) => Err(retry("ConfirmPaymentIntent", &status)),
+    }
+}
+
+fn declined(intent: &payments_pb::PaymentIntent) -> bool {
+    intent.status == payments_pb::PaymentIntentStatus::RequiresPaymentMethod as i32
+        && intent.last_payment_error.is_some()
 }
 
 /// Local: counts the attempt on the invoice (`attempted`, `attempt_count`) and, for a decline,
@@ -149,11 +204,8 @@ impl SagaKind for PaySaga {
         match saga.step.as_str() {
             "create_intent" => match create_intent(ctx, saga, &data).await? {
                 Ok(pi) => {
-                    let declined = pi.status
-                        == payments_pb::PaymentIntentStatus::RequiresPaymentMethod as i32
-                        && pi.last_payment_error.is_some();
                     data.intent = Some(pi.id.clone());
-                    if declined {
+                    if declined(&pi) {
                         data.refusal = Some(decline_failure(&pi));
                         Ok(Transition::Next {
                             step: "record_decline",
@@ -167,6 +219,28 @@ impl SagaKind for PaySaga {
                             state: SagaState::Running,
                         })
                     }
+                }
+                Err(refusal) => Ok(Transition::Finished(Ending::Failed(refusal.failure()))),
+            },
+            "confirm_intent" => match confirm_intent(ctx, saga, &data).await? {
+                Ok(pi) if declined(&pi) => {
+                    data.refusal = Some(decline_failure(&pi));
+                    Ok(Transition::Next {
+                        step: "record_decline",
+                        data: encode(&data),
+                        state: SagaState::Compensating,
+                    })
+                }
+                Ok(pi) => {
+                    let succeeded = pi.status == payments_pb::PaymentIntentStatus::Succeeded as i32;
+                    data.leg.reserved = Some(attach::Reserved {
+                        customer: pi.customer.clone().unwrap_or_default(),
+                        currency: pi.currency.clone(),
+                        amount: pi.amount_received,
+                        succeeded,
+                    });
+                    let step = if succeeded { "sync" } else { "record_success" };
+                    Ok(Transition::Next { step, data: encode(&data), state: SagaState::Running })
                 }
                 Err(refusal) => Ok(Transition::Finished(Ending::Failed(refusal.failure()))),
             },
@@ -231,6 +305,10 @@ impl SagaKind for PaySaga {
                     ("record_success", SagaState::Running, encode(&data)),
                 )
                 .await
+            }
+            "record_success" if data.mode == PayMode::Prepare => {
+                // Nothing was attempted: the customer pays later with the confirmation secret.
+                Ok(Transition::Next { step: "done", data: encode(&data), state: SagaState::Running })
             }
             "record_success" => {
                 record_attempt(ctx, saga, fence, &data, false, ("done", SagaState::Running)).await

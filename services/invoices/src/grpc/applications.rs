@@ -23,8 +23,9 @@ use super::AppState;
 use super::invoices::lifecycle;
 use super::invoices::op::{self, Expand, InvoiceOp};
 use crate::applications::attach::{AttachData, Leg};
+use crate::applications::default_payment;
 use crate::applications::effects::{self, PaymentFacts};
-use crate::applications::pay::PayData;
+use crate::applications::pay::{PayData, PayMode};
 use crate::applications::reapply::ReapplyData;
 use crate::applications::{PaymentKind, attach, detach, encode, pay, reapply};
 use crate::domain::invoice::InvoiceStatus;
@@ -278,6 +279,7 @@ async fn attach_payment_saga(
         .await
         .map_err(recorded_twice)?;
     tx.commit().await?;
+    settle_platform::faults::hit("invoices.attach.after_record");
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -390,6 +392,7 @@ async fn detach_payment_saga(
     if !effects.events.is_empty() {
         state.hub.committed();
     }
+    settle_platform::faults::hit("invoices.detach.after_unapply");
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -497,6 +500,7 @@ async fn reapply_payment_saga(
         .map_err(recorded_twice)?;
     tx.commit().await?;
     state.hub.committed();
+    settle_platform::faults::hit("invoices.reapply.after_unapply");
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -541,6 +545,23 @@ async fn pay_invoice_saga(
     if let Some(saga) = previous(state, ctx, &saga_id, pay::KIND, &key_subjects).await? {
         return answer(&saga);
     }
+    // A default payment left open for another amount (payments were applied since finalization) is
+    // canceled first and replaced by a charge of what is owed now.
+    let mut stale = None;
+    if let Some((default, _)) =
+        default_payment::open_default_intent(&state.applications, ctx.account(), &req.id).await?
+    {
+        let current = invoices::find(state.db.pool(), ctx.account(), &req.id).await?;
+        if current.is_some_and(|doc| doc.amount_remaining != default.amount_requested) {
+            stale = default_payment::cancel_open_default(
+                &state.applications,
+                ctx.account(),
+                ctx.livemode(),
+                &req.id,
+            )
+            .await?;
+        }
+    }
     let db = &state.db;
     let mut tx = db.begin().await?;
     let mut doc = invoices::find_for_update(&mut tx, db.backend(), ctx.account(), &req.id)
@@ -548,12 +569,12 @@ async fn pay_invoice_saga(
         .ok_or_else(|| not_found(&req.id))?;
     let mut status =
         model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
-    let mut finalized_now = false;
+    let mut wrote_events = false;
     if status == InvoiceStatus::Draft {
         // Stripe finalizes a draft before paying it; here in the same transaction as the saga.
         let mut op = InvoiceOp::within(tx, doc);
         lifecycle::finalize(&mut op, state, ctx, settle_platform::time::now_unix()).await?;
-        (tx, doc, finalized_now) = op.into_tx(state, ctx).await?;
+        (tx, doc, wrote_events) = op.into_tx(state, ctx).await?;
         status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
         if doc.amount_remaining <= 0 {
             // Nothing was due after the customer's balance: finalizing paid it.
@@ -575,10 +596,19 @@ async fn pay_invoice_saga(
         .payment_method
         .clone()
         .filter(|m| !m.is_empty())
-        .or_else(|| doc.default_payment_method.clone())
+        .or_else(|| doc.default_payment_method.clone().filter(|m| !m.is_empty()))
         .ok_or_else(|| ApiError::missing_param("payment_method"))?;
-    let data = PayData {
-        payment_method,
+    let origin = EventOrigin::from(ctx);
+    let retired = match &stale {
+        Some(intent) => {
+            default_payment::retire(&mut tx, &state.applications, &state.runner, &origin, &mut doc, intent)
+                .await?
+        }
+        None => None,
+    };
+    let mut data = PayData {
+        mode: PayMode::Charge,
+        payment_method: Some(payment_method),
         amount: doc.amount_remaining,
         description: format!("Payment for invoice {}", doc.number.clone().unwrap_or_else(|| doc.id.clone())),
         off_session: req.off_session,
@@ -593,12 +623,28 @@ async fn pay_invoice_saga(
         },
         refusal: None,
     };
+    let mut first_step = "create_intent";
+    if let Some(default) = invoice_payments::open_default(&mut *tx, ctx.account(), &doc.id).await? {
+        // The default payment finalization prepared is open for what is owed: confirm it.
+        let intent = default.payment.as_ref().and_then(|p| p.payment_intent.clone());
+        if default.amount_requested == doc.amount_remaining && intent.is_some() {
+            data.mode = PayMode::ConfirmDefault;
+            data.intent = intent;
+            data.leg.invoice_payment = default.id.clone();
+            first_step = "confirm_intent";
+        } else {
+            return Err(ApiError::failed_precondition(
+                ErrorReason::StateUnsupported,
+                format!("Invoice {}'s default payment changed meanwhile; retry the request.", doc.id),
+            ));
+        }
+    }
     let new = NewSaga {
         id: saga_id,
         account: ctx.account().to_owned(),
         livemode: ctx.livemode(),
         kind: pay::KIND,
-        step: "create_intent",
+        step: first_step,
         data: encode(&data),
         subjects: key_subjects,
         idempotency_key: ctx.idempotency_key.clone(),
@@ -608,8 +654,13 @@ async fn pay_invoice_saga(
         .await
         .map_err(recorded_twice)?;
     tx.commit().await?;
-    if finalized_now {
+    if wrote_events || retired.is_some() {
         state.hub.committed();
     }
+    if let Some((release, release_fence)) = retired {
+        let runner = state.runner.clone();
+        tokio::spawn(async move { runner.drive(release, release_fence).await });
+    }
+    settle_platform::faults::hit("invoices.pay.after_record");
     respond(state.runner.drive(saga, fence).await)
 }

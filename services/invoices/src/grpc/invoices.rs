@@ -12,6 +12,7 @@ use settle_platform::ApiError;
 use settle_platform::context::RequestContext;
 use settle_platform::idempotency::{self, Claim};
 use settle_platform::ids::IdPrefix;
+use settle_platform::outbox::EventOrigin;
 use settle_platform::pagination::PageRequest;
 use settle_platform::search;
 use settle_platform::time::now_unix;
@@ -24,6 +25,7 @@ use tonic::{Request, Response, Status};
 use self::op::{Begun, Expand, InvoiceEvent, InvoiceOp, not_found, respond};
 use super::AppState;
 use super::applications;
+use crate::applications::default_payment;
 use crate::domain::invoice::InvoiceStatus;
 use crate::model::lines::{MAX_LINES, apply_lines, line_for};
 use crate::model::status_from_pb;
@@ -216,13 +218,33 @@ impl InvoicesApi {
         let expand = Expand::parse(&req.expand, "")?;
         let now = now_unix();
         let state = &self.state;
-        self.mutate(ctx, FINALIZE, &req, &req.id, expand, async |op: &mut InvoiceOp| {
-            if let Some(auto) = req.auto_advance {
-                op.doc.auto_advance = auto;
-            }
-            lifecycle::finalize(op, state, ctx, now).await
-        })
-        .await
+        let mut op = match InvoiceOp::begin(state, ctx, FINALIZE, &req, &req.id, "id").await? {
+            Begun::Replay(stored) => return Ok(stored),
+            Begun::Fresh(op) => op,
+        };
+        if let Some(auto) = req.auto_advance {
+            op.doc.auto_advance = auto;
+        }
+        lifecycle::finalize(&mut op, state, ctx, now).await?;
+        // Stripe creates a charge_automatically invoice's PaymentIntent while finalizing it.
+        let prepared = if default_payment::wanted(&op.doc) {
+            let origin = EventOrigin::from(ctx);
+            Some(default_payment::record_prepare(&mut op.tx, &state.runner, &origin, &op.doc).await?)
+        } else {
+            None
+        };
+        let response = op.commit(state, ctx, expand).await?;
+        let Some((saga, fence)) = prepared else { return Ok(response) };
+        settle_platform::faults::hit("invoices.finalize.after_commit");
+        // Inline for the confirmation secret; if payments cannot answer now, recovery finishes it.
+        let _ = state.runner.drive(saga, fence).await;
+        if !expand.confirmation_secret && !expand.payments {
+            return Ok(response);
+        }
+        let mut conn = state.db.pool().acquire().await?;
+        let doc =
+            invoices::find(&mut *conn, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+        respond(state, ctx, &mut conn, doc, expand).await
     }
 
     async fn pay(&self, ctx: &RequestContext, req: pb::PayInvoiceRequest) -> Result<pb::Invoice, ApiError> {
@@ -233,20 +255,70 @@ impl InvoicesApi {
         lifecycle::check_pay_out_of_band(&req)?;
         let now = now_unix();
         let state = &self.state;
-        self.mutate(ctx, PAY, &req, &req.id, expand, async |op: &mut InvoiceOp| {
-            lifecycle::pay_out_of_band(op, state, ctx, now).await
-        })
-        .await
+        let canceled = self.cancel_default(ctx, &req.id).await?;
+        let mut op = match InvoiceOp::begin(state, ctx, PAY, &req, &req.id, "id").await? {
+            Begun::Replay(stored) => return Ok(stored),
+            Begun::Fresh(op) => op,
+        };
+        let retired = self.retire_default(&mut op, ctx, canceled.as_deref()).await?;
+        lifecycle::pay_out_of_band(&mut op, state, ctx, now).await?;
+        let response = op.commit(state, ctx, expand).await?;
+        self.release_retired(retired).await;
+        Ok(response)
     }
 
     async fn void(&self, ctx: &RequestContext, req: pb::VoidInvoiceRequest) -> Result<pb::Invoice, ApiError> {
         let expand = Expand::parse(&req.expand, "")?;
         let now = now_unix();
         let state = &self.state;
-        self.mutate(ctx, VOID, &req, &req.id, expand, async |op: &mut InvoiceOp| {
-            lifecycle::void(op, state, ctx, now).await
-        })
+        let canceled = self.cancel_default(ctx, &req.id).await?;
+        let mut op = match InvoiceOp::begin(state, ctx, VOID, &req, &req.id, "id").await? {
+            Begun::Replay(stored) => return Ok(stored),
+            Begun::Fresh(op) => op,
+        };
+        let retired = self.retire_default(&mut op, ctx, canceled.as_deref()).await?;
+        lifecycle::void(&mut op, state, ctx, now).await?;
+        let response = op.commit(state, ctx, expand).await?;
+        self.release_retired(retired).await;
+        Ok(response)
+    }
+
+    /// Cancels the invoice's open default PaymentIntent before the invoice stops expecting it.
+    async fn cancel_default(&self, ctx: &RequestContext, id: &str) -> Result<Option<String>, ApiError> {
+        if !IdPrefix::Invoice.matches(id) {
+            return Ok(None);
+        }
+        default_payment::cancel_open_default(&self.state.applications, ctx.account(), ctx.livemode(), id)
+            .await
+    }
+
+    /// Retires the invoice payment of the default PaymentIntent `canceled` in the operation's
+    /// transaction; the returned saga releases its attachment once committed.
+    async fn retire_default(
+        &self,
+        op: &mut InvoiceOp,
+        ctx: &RequestContext,
+        canceled: Option<&str>,
+    ) -> Result<Option<(settle_saga::Saga, settle_saga::Fence)>, ApiError> {
+        let Some(canceled) = canceled else { return Ok(None) };
+        let state = &self.state;
+        let origin = EventOrigin::from(ctx);
+        default_payment::retire(
+            &mut op.tx,
+            &state.applications,
+            &state.runner,
+            &origin,
+            &mut op.doc,
+            canceled,
+        )
         .await
+    }
+
+    async fn release_retired(&self, retired: Option<(settle_saga::Saga, settle_saga::Fence)>) {
+        if let Some((saga, fence)) = retired {
+            // The invoice no longer counts the payment; payments' release may finish in recovery.
+            let _ = self.state.runner.drive(saga, fence).await;
+        }
     }
 
     async fn mark_uncollectible(

@@ -26,7 +26,11 @@ pub struct TestApp {
 
 pub async fn spawn(database: TestDatabase) -> TestApp {
     let shutdown = settle_testkit::token();
-    let config = InvoicesConfig { platform: settle_testkit::config(&database), peers: Peers::default() };
+    let config = InvoicesConfig {
+        platform: settle_testkit::config(&database),
+        peers: Peers::default(),
+        sagas: Default::default(),
+    };
     let app = Application::build(config, shutdown.clone()).await.expect("invoices service starts");
     let server = settle_testkit::spawn(app.local_addr(), shutdown, app.run_until_stopped());
     TestApp {

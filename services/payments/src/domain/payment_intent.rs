@@ -400,14 +400,16 @@ impl PaymentIntent {
         Ok(vec![IntentEvent::Succeeded])
     }
 
-    /// Cancels the intent; a held authorization is released.
+    /// Cancels the intent; a held authorization is released. Only settle's own services
+    /// (`by_platform`) may give the reasons Stripe sets itself (`void_invoice`, `failed_invoice`, …).
     pub fn cancel(
         &mut self,
         reason: Option<CancellationReason>,
+        by_platform: bool,
         now: i64,
     ) -> Result<Vec<IntentEvent>, IntentError> {
         self.require("cancel", !matches!(self.status, Status::Succeeded | Status::Canceled))?;
-        if reason.is_some_and(|r| !r.is_requestable()) {
+        if !by_platform && reason.is_some_and(|r| !r.is_requestable()) {
             return Err(IntentError::CancellationReasonNotRequestable);
         }
         self.status = Status::Canceled;
@@ -531,10 +533,10 @@ mod tests {
     fn terminal_intents_refuse_changes() {
         let mut intent = new_intent(Some("pm_card_visa"), CaptureMethod::Automatic);
         intent.confirm(None, "ch_1".into()).unwrap();
-        assert!(matches!(intent.cancel(None, 1), Err(IntentError::UnexpectedState { .. })));
+        assert!(matches!(intent.cancel(None, false, 1), Err(IntentError::UnexpectedState { .. })));
         assert!(intent.set_amount(5_000).is_err());
         let mut canceled = new_intent(None, CaptureMethod::Automatic);
-        canceled.cancel(Some(CancellationReason::Duplicate), 7).unwrap();
+        canceled.cancel(Some(CancellationReason::Duplicate), false, 7).unwrap();
         assert_eq!(canceled.canceled_at, Some(7));
         assert!(canceled.confirm(Some("pm_card_visa"), "ch".into()).is_err());
         assert_eq!(canceled.outcome(), PaymentOutcome::Canceled);
@@ -544,10 +546,12 @@ mod tests {
     fn callers_cannot_give_platform_cancellation_reasons() {
         let mut intent = new_intent(None, CaptureMethod::Automatic);
         assert_eq!(
-            intent.cancel(Some(CancellationReason::VoidInvoice), 1),
+            intent.cancel(Some(CancellationReason::VoidInvoice), false, 1),
             Err(IntentError::CancellationReasonNotRequestable)
         );
         assert_eq!(intent.status, Status::RequiresPaymentMethod);
+        intent.cancel(Some(CancellationReason::VoidInvoice), true, 2).unwrap();
+        assert_eq!(intent.cancellation_reason, Some(CancellationReason::VoidInvoice));
     }
 
     #[derive(Debug, Clone)]
@@ -590,7 +594,7 @@ mod tests {
                     Action::SetMethod(m) => intent.set_payment_method(METHODS[m]).map(|()| vec![]),
                     Action::Confirm(m) => intent.confirm(m.map(|m| METHODS[m]), format!("ch_{i}")),
                     Action::Capture(a) => intent.capture(a),
-                    Action::Cancel => intent.cancel(None, i as i64),
+                    Action::Cancel => intent.cancel(None, false, i as i64),
                     Action::Settle(ok) => intent.settle(if ok { Ok(()) } else {
                         Err(PaymentError { code: "x".into(), decline_code: None, message: "x".into(), payment_method: None, payment_method_type: None })
                     }),

@@ -121,6 +121,7 @@ where
     append_events(&mut tx, state, ctx, &doc, &events).await?;
     pending.record(&mut tx, &doc).await?;
     tx.commit().await?;
+    settle_platform::faults::hit("payments.intent_change.after_commit");
     if !events.is_empty() {
         state.hub.committed();
     }
@@ -216,6 +217,7 @@ impl PaymentIntentsApi {
         append_events(&mut tx, state, ctx, &doc, &events).await?;
         pending.record(&mut tx, &doc).await?;
         tx.commit().await?;
+        settle_platform::faults::hit("payments.create_intent.after_commit");
         state.hub.committed();
         Ok(doc)
     }
@@ -482,7 +484,11 @@ impl PaymentIntentsApi {
         };
         let id = req.id.clone();
         let now = now_unix();
-        self.mutate(ctx, CANCEL, &req, &id, None, |intent, _doc| Ok(intent.cancel(reason, now)?)).await
+        let by_platform = ctx.principal.is_internal();
+        self.mutate(ctx, CANCEL, &req, &id, None, |intent, _doc| {
+            Ok(intent.cancel(reason, by_platform, now)?)
+        })
+        .await
     }
 
     async fn get(

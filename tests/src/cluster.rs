@@ -1,0 +1,123 @@
+//! The three settle services as real processes (`settle-node`), each on its own fresh database,
+//! wired to each other, with short saga leases so that a crashed orchestrator's sagas are resumed
+//! within a second. Crash tests restart one node with a fault point armed, make it crash there,
+//! restart it clean and check that the stores agree.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use settle_platform::auth::{DEV_ACCOUNT, DEV_API_KEY};
+use settle_platform::db::Backend;
+use settle_platform::testing::TestDatabase;
+use settle_testkit::{INTERNAL_KEY, OTHER_ACCOUNT, OTHER_API_KEY};
+use tonic::transport::Channel;
+
+use crate::process::{Node, Service, free_addr};
+
+/// How long a node may take to start and answer health.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// A saga lease short enough that recovery after a crash is quick, long enough to drive a saga.
+const SAGA_LEASE_MILLIS: &str = "400";
+
+/// Three running nodes and their databases.
+pub struct Cluster {
+    pub invoices: Node,
+    pub payments: Node,
+    pub credit_notes: Node,
+    _databases: Vec<TestDatabase>,
+}
+
+impl Cluster {
+    /// Starts the three nodes of `binary` (the `settle-node` executable) on `backend`; `None` for
+    /// PostgreSQL when `DATABASE_URL` is unset.
+    pub async fn start(binary: PathBuf, backend: Backend) -> Option<Cluster> {
+        let payments_db = TestDatabase::new(backend).await?;
+        let invoices_db = TestDatabase::new(backend).await?;
+        let credit_notes_db = TestDatabase::new(backend).await?;
+        let (invoices_addr, payments_addr, credit_notes_addr) = (free_addr(), free_addr(), free_addr());
+        let env = |db: &TestDatabase| {
+            BTreeMap::from([
+                ("DATABASE_URL".to_owned(), db.url().to_owned()),
+                (
+                    "SETTLE_API_KEYS".to_owned(),
+                    format!("{DEV_API_KEY}={DEV_ACCOUNT},{OTHER_API_KEY}={OTHER_ACCOUNT}"),
+                ),
+                ("SETTLE_INTERNAL_KEY".to_owned(), INTERNAL_KEY.to_owned()),
+                ("SETTLE_INVOICES_URL".to_owned(), format!("http://{invoices_addr}")),
+                ("SETTLE_PAYMENTS_URL".to_owned(), format!("http://{payments_addr}")),
+                ("SETTLE_SAGA_LEASE_MILLIS".to_owned(), SAGA_LEASE_MILLIS.to_owned()),
+                ("SETTLE_SAGA_RECOVERY_INTERVAL_MILLIS".to_owned(), "50".to_owned()),
+                ("SETTLE_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
+                ("SETTLE_DATABASE_MAX_CONNECTIONS".to_owned(), "4".to_owned()),
+            ])
+        };
+        let mut cluster = Cluster {
+            payments: Node::new(binary.clone(), Service::Payments, payments_addr, env(&payments_db)),
+            invoices: Node::new(binary.clone(), Service::Invoices, invoices_addr, env(&invoices_db)),
+            credit_notes: Node::new(binary, Service::CreditNotes, credit_notes_addr, env(&credit_notes_db)),
+            _databases: vec![payments_db, invoices_db, credit_notes_db],
+        };
+        for service in [Service::Payments, Service::Invoices, Service::CreditNotes] {
+            cluster.node(service).start(None);
+        }
+        for service in [Service::Payments, Service::Invoices, Service::CreditNotes] {
+            cluster.node(service).wait_healthy(START_TIMEOUT).await;
+        }
+        Some(cluster)
+    }
+
+    pub fn node(&mut self, service: Service) -> &mut Node {
+        match service {
+            Service::Invoices => &mut self.invoices,
+            Service::Payments => &mut self.payments,
+            Service::CreditNotes => &mut self.credit_notes,
+        }
+    }
+
+    pub fn addr(&self, service: Service) -> SocketAddr {
+        match service {
+            Service::Invoices => self.invoices.addr,
+            Service::Payments => self.payments.addr,
+            Service::CreditNotes => self.credit_notes.addr,
+        }
+    }
+
+    /// A lazily connecting channel to `service`; it reconnects by itself after a restart.
+    pub fn channel(&self, service: Service) -> Channel {
+        settle_testkit::channel(self.addr(service))
+    }
+
+    /// Kills `service` (SIGKILL) and starts it again with `failpoints` armed, healthy.
+    pub async fn restart(&mut self, service: Service, failpoints: Option<&str>) {
+        let node = self.node(service);
+        node.kill().await;
+        node.start(failpoints);
+        node.wait_healthy(START_TIMEOUT).await;
+    }
+
+    /// Waits for `service` to crash at an armed fault point; false if it was still running after
+    /// `timeout` (the point was not reached).
+    pub async fn crashed(&mut self, service: Service, timeout: Duration) -> bool {
+        self.node(service).wait_exit(timeout).await.is_some()
+    }
+}
+
+/// Repeats `attempt` until it gives `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
