@@ -106,8 +106,8 @@ fn credit_note_taken(credit_note: &str, other_saga: &str) -> ApiError {
     .with_violation("credit_note", "This credit note already has a credit")
 }
 
-/// Locks the credit's invoice (first, as every writer of an invoice's money does) and reads the
-/// credit again under that lock, with `find` locking the credit row too.
+/// Locks the credit's invoice, first, as every writer of an invoice's money does; the caller then
+/// reads the credit again under that lock.
 async fn lock_invoice(
     tx: &mut Tx,
     state: &AppState,

@@ -18,6 +18,8 @@ use tonic::{Code, Status};
 
 use crate::helpers::{TestApp, payload, previous_keys, spawn, status};
 
+mod races;
+
 const CUSTOMER: &str = "cus_credit";
 
 fn ledger(app: &TestApp) -> CreditNoteLedgerServiceClient<Channel> {
@@ -393,5 +395,199 @@ backend_tests! {
             Code::FailedPrecondition,
             "state_unsupported",
         );
+    };
+
+    bad_parameters_are_refused_naming_the_field_and_change_nothing => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let invoice = open_invoice(&app, CUSTOMER, &[1_000]).await;
+        let good = reservation(&invoice.id, 100, 0, 0, 0);
+        let cases: Vec<(&str, pb::ReserveInvoiceCreditRequest, &str)> = vec![
+            ("saga_id", pb::ReserveInvoiceCreditRequest { saga_id: String::new(), ..good.clone() }, "parameter_missing"),
+            ("saga_id", pb::ReserveInvoiceCreditRequest { saga_id: "in_123".into(), ..good.clone() }, "parameter_invalid"),
+            ("invoice", pb::ReserveInvoiceCreditRequest { invoice: "cn_123".into(), ..good.clone() }, "parameter_invalid"),
+            ("credit_note", pb::ReserveInvoiceCreditRequest { credit_note: String::new(), ..good.clone() }, "parameter_missing"),
+            ("amount", pb::ReserveInvoiceCreditRequest { amount: 0, ..good.clone() }, "parameter_invalid_integer"),
+            ("amount", pb::ReserveInvoiceCreditRequest { amount: -100, ..good.clone() }, "parameter_invalid_integer"),
+            ("credit_amount", pb::ReserveInvoiceCreditRequest { credit_amount: -1, ..good.clone() }, "parameter_invalid_integer"),
+            ("refund_amount", pb::ReserveInvoiceCreditRequest { refund_amount: -1, ..good.clone() }, "parameter_invalid_integer"),
+            ("out_of_band_amount", pb::ReserveInvoiceCreditRequest { out_of_band_amount: -1, ..good.clone() }, "parameter_invalid_integer"),
+            ("amount", pb::ReserveInvoiceCreditRequest { credit_amount: i64::MAX, refund_amount: 1, ..good.clone() }, "amount_too_large"),
+        ];
+        for (field, req, expected) in cases {
+            let status = assert_refused(reserve(&app, &req).await, Code::InvalidArgument, expected);
+            assert_eq!(violated_fields(&status), [field], "{req:?}");
+        }
+        for saga_id in ["", "saga"] {
+            let status = apply(&app, saga_id).await.unwrap_err();
+            assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["saga_id".to_owned()]));
+            assert_eq!(release(&app, saga_id).await.unwrap_err().code(), Code::InvalidArgument);
+        }
+        let status = reverse(&app, &saga(), "in_123").await.unwrap_err();
+        assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["credit_note".to_owned()]));
+        assert_eq!(app.get(&invoice.id).await, invoice, "nothing changed");
+        assert_eq!(reserve(&app, &good).await.unwrap().credit_note_index, 1, "and no refused call counted");
+    };
+
+    every_refusal_says_why_and_changes_nothing => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let draft = app.draft_with(CUSTOMER, &[1_000]).await;
+        let status = assert_refused(reserve(&app, &reservation(&draft.id, 100, 0, 0, 0)).await, Code::FailedPrecondition, "state_unsupported");
+        assert!(status.message().contains("is draft"), "{}", status.message());
+        assert_refused(reserve(&app, &reservation("in_missing", 100, 0, 0, 0)).await, Code::NotFound, "resource_missing");
+
+        let invoice = open_invoice(&app, CUSTOMER, &[1_000]).await;
+        let first = reservation(&invoice.id, 700, 0, 0, 0);
+        issue(&app, &first).await;
+        let before = app.get(&invoice.id).await;
+        // 700 is credited: 301 more would take the notes beyond the total.
+        let status = assert_refused(reserve(&app, &reservation(&invoice.id, 301, 0, 0, 0)).await, Code::FailedPrecondition, "credit_note_exceeds_invoice");
+        assert!(status.message().contains("beyond its total of 1000"), "{}", status.message());
+        // 300 remain unpaid, so a credit of 300 is all pre-payment: a balance credit does not fit.
+        let status = assert_refused(reserve(&app, &reservation(&invoice.id, 300, 100, 0, 0)).await, Code::FailedPrecondition, "credit_note_amounts_mismatch");
+        assert!(status.message().contains("post-payment amount is 0"), "{}", status.message());
+        // A second credit for the same credit note, under another saga.
+        let twin = pb::ReserveInvoiceCreditRequest { saga_id: saga(), ..first.clone() };
+        let status = assert_refused(reserve(&app, &twin).await, Code::FailedPrecondition, "state_unsupported");
+        assert_eq!(violated_fields(&status), ["credit_note"]);
+
+        assert_refused(apply(&app, &saga()).await, Code::NotFound, "resource_missing");
+        assert_refused(release(&app, &saga()).await, Code::NotFound, "resource_missing");
+        let status = assert_refused(reverse(&app, &saga(), &credit_note()).await, Code::NotFound, "resource_missing");
+        assert_eq!(violated_fields(&status), ["credit_note"]);
+        assert_refused(release(&app, &first.saga_id).await, Code::FailedPrecondition, "state_unsupported");
+
+        let pending = reservation(&invoice.id, 200, 0, 0, 0);
+        reserve(&app, &pending).await.unwrap();
+        assert_refused(reverse(&app, &saga(), &pending.credit_note).await, Code::FailedPrecondition, "state_unsupported");
+        release(&app, &pending.saga_id).await.unwrap();
+        assert_refused(apply(&app, &pending.saga_id).await, Code::FailedPrecondition, "state_unsupported");
+        assert_refused(reverse(&app, &saga(), &pending.credit_note).await, Code::FailedPrecondition, "state_unsupported");
+
+        let void_saga = saga();
+        reverse(&app, &void_saga, &first.credit_note).await.unwrap();
+        let status = assert_refused(reverse(&app, &saga(), &first.credit_note).await, Code::FailedPrecondition, "credit_note_not_voidable");
+        assert!(status.message().contains(&void_saga), "{}", status.message());
+        // A void saga voids one note: the same saga naming another is a misuse of its key.
+        let other = reservation(&invoice.id, 100, 0, 0, 0);
+        issue(&app, &other).await;
+        let status = assert_refused(reverse(&app, &void_saga, &other.credit_note).await, Code::InvalidArgument, "idempotency_error");
+        assert_eq!(violated_fields(&status), ["saga_id"]);
+        let after = app.get(&invoice.id).await;
+        assert_eq!(amounts(&after), (900, 0, 900, 0, 100, 0));
+        assert_eq!(amounts(&before), (300, 0, 300, 0, 700, 0));
+    };
+
+    credit_notes_are_numbered_by_the_invoice_s_live_credits => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let invoice = open_invoice(&app, CUSTOMER, &[1_000]).await;
+        let a = reservation(&invoice.id, 100, 0, 0, 0);
+        let b = reservation(&invoice.id, 100, 0, 0, 0);
+        assert_eq!(reserve(&app, &a).await.unwrap().credit_note_index, 1);
+        assert_eq!(reserve(&app, &b).await.unwrap().credit_note_index, 2);
+        // The last one released: its number is free again.
+        release(&app, &b.saga_id).await.unwrap();
+        let c = reservation(&invoice.id, 100, 0, 0, 0);
+        assert_eq!(reserve(&app, &c).await.unwrap().credit_note_index, 2);
+        // An earlier one released while a later one lives: numbers go on after the highest.
+        release(&app, &a.saga_id).await.unwrap();
+        let d = reservation(&invoice.id, 100, 0, 0, 0);
+        assert_eq!(reserve(&app, &d).await.unwrap().credit_note_index, 3);
+        // A voided (reversed) credit note keeps its number.
+        apply(&app, &d.saga_id).await.unwrap();
+        reverse(&app, &saga(), &d.credit_note).await.unwrap();
+        let e = reservation(&invoice.id, 100, 0, 0, 0);
+        assert_eq!(reserve(&app, &e).await.unwrap().credit_note_index, 4);
+        let other = open_invoice(&app, CUSTOMER, &[500]).await;
+        let first_of_other = reserve(&app, &reservation(&other.id, 100, 0, 0, 0)).await.unwrap();
+        assert_eq!((first_of_other.credit_note_index, first_of_other.invoice_number), (1, other.number.clone()));
+    };
+
+    an_uncollectible_invoice_credited_in_full_is_paid => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let invoice = open_invoice(&app, CUSTOMER, &[1_000]).await;
+        pay_partly(&app, &invoice.id, 250).await;
+        app.invoices
+            .clone()
+            .mark_invoice_uncollectible(authorized(pb::MarkInvoiceUncollectibleRequest { id: invoice.id.clone(), ..Default::default() }))
+            .await
+            .unwrap();
+        let req = reservation(&invoice.id, 750, 0, 0, 0);
+        assert_eq!(issue(&app, &req).await.pre_payment_amount, 750);
+        let paid = app.get(&invoice.id).await;
+        assert_eq!((status(&paid), amounts(&paid)), (pb::InvoiceStatus::Paid, (250, 250, 0, 0, 750, 0)));
+        assert!(paid.status_transitions.as_ref().unwrap().paid_at.is_some());
+        reverse(&app, &saga(), &req.credit_note).await.unwrap();
+        let reopened = app.get(&invoice.id).await;
+        assert_eq!((status(&reopened), amounts(&reopened)), (pb::InvoiceStatus::Open, (1_000, 250, 750, 0, 0, 0)));
+    };
+
+    a_credit_applied_after_the_invoice_was_paid_meanwhile_credits_the_overpayment => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let invoice = open_invoice(&app, CUSTOMER, &[1_000]).await;
+        let req = reservation(&invoice.id, 600, 0, 0, 0);
+        assert_eq!(reserve(&app, &req).await.unwrap().pre_payment_amount, 600);
+        // A payment that was pending before the credit was reserved succeeds for the whole invoice.
+        let paid = pay_partly(&app, &invoice.id, 1_000).await;
+        assert_eq!((status(&paid), amounts(&paid)), (pb::InvoiceStatus::Paid, (1_000, 1_000, 0, 0, 0, 0)));
+        let overpaid_events = app.count_events("invoice.overpaid").await;
+
+        apply(&app, &req.saga_id).await.unwrap();
+        let credited = app.get(&invoice.id).await;
+        assert_eq!(amounts(&credited), (400, 1_000, 0, 600, 600, 0));
+        assert_eq!(app.balance(CUSTOMER).await, -600, "what the customer paid beyond what is due is credited");
+        assert_eq!(app.count_events("invoice.overpaid").await, overpaid_events + 1);
+        let overpayments: Vec<i64> = app
+            .transactions(CUSTOMER)
+            .await
+            .iter()
+            .filter(|t| t.r#type == pb::CustomerBalanceTransactionType::InvoiceOverpaid as i32)
+            .map(|t| t.amount)
+            .collect();
+        assert_eq!(overpayments, [-600]);
+
+        // Voiding it takes the overpayment credit back, so the balance must still hold it.
+        app.adjust(CUSTOMER, 1).await;
+        let void_saga = saga();
+        assert_refused(reverse(&app, &void_saga, &req.credit_note).await, Code::FailedPrecondition, "balance_insufficient");
+        app.adjust(CUSTOMER, -1).await;
+        reverse(&app, &void_saga, &req.credit_note).await.unwrap();
+        let back = app.get(&invoice.id).await;
+        assert_eq!((status(&back), amounts(&back)), (pb::InvoiceStatus::Paid, (1_000, 1_000, 0, 0, 0, 0)));
+        assert_eq!(app.balance(CUSTOMER).await, 0);
+    };
+
+    the_database_refuses_credits_whose_amounts_do_not_add_up => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let db = app.db().await;
+        let insert = |amount: i64, pre: i64, post: i64, credit: i64, status: &'static str| {
+            sqlx::query(
+                "INSERT INTO invoice_credits (account_id, saga_id, invoice, credit_note, status, amount, \
+                   pre_payment_amount, post_payment_amount, credit_amount, refund_amount, out_of_band_amount, \
+                   customer, currency, credit_note_index, created, updated, document) \
+                 VALUES ($1, $2, 'in_x', $3, $4, $5, $6, $7, $8, 0, 0, 'cus_x', 'usd', 1, 0, 0, $9)",
+            )
+            .bind(DEV_ACCOUNT)
+            .bind(saga())
+            .bind(credit_note())
+            .bind(status)
+            .bind(amount)
+            .bind(pre)
+            .bind(post)
+            .bind(credit)
+            .bind(Vec::<u8>::new())
+        };
+        insert(100, 60, 40, 40, "reserved").execute(db.pool()).await.expect("a consistent credit is stored");
+        for (amount, pre, post, credit, status) in [
+            (100, 60, 30, 30, "reserved"),
+            (100, 100, 0, 10, "reserved"),
+            (0, 0, 0, 0, "reserved"),
+            (100, -10, 110, 110, "reserved"),
+            (100, 100, 0, 0, "pending"),
+            (100, 0, 100, 100, "applied"),
+        ] {
+            let error = insert(amount, pre, post, credit, status).execute(db.pool()).await.unwrap_err();
+            assert!(error.as_database_error().is_some_and(|e| e.is_check_violation()), "{error}");
+        }
+        db.close().await;
     };
 }
