@@ -40,8 +40,12 @@ impl Application {
         let sagas = Context::new(db.clone(), foundation.hub().clone(), peers.clone());
         let kinds: Vec<Arc<dyn SagaKind>> =
             vec![Arc::new(IssueSaga { ctx: sagas.clone() }), Arc::new(VoidSaga { ctx: sagas.clone() })];
-        let runner =
-            SagaRunner::new(db.clone(), &config.platform.instance_id, RunnerSettings::default(), kinds);
+        let runner = SagaRunner::new(
+            db.clone(),
+            &config.platform.instance_id,
+            RunnerSettings::from(&config.sagas),
+            kinds,
+        );
         runner.spawn_background(shutdown);
 
         let state = AppState { db: db.clone(), hub: foundation.hub().clone(), peers, sagas, runner };

@@ -54,6 +54,7 @@ pub async fn spawn(database: TestDatabase) -> TestApp {
         settle_invoices::config::InvoicesConfig {
             platform: settle_testkit::config(&invoices_db),
             peers: settle_invoices::config::Peers { payments_url: format!("http://{}", payments.addr()) },
+            sagas: Default::default(),
         },
         shutdown.clone(),
     )
@@ -69,6 +70,7 @@ pub async fn spawn(database: TestDatabase) -> TestApp {
                 invoices_url: format!("http://{}", invoices.addr()),
                 payments_url: format!("http://{}", payments.addr()),
             },
+            sagas: Default::default(),
         },
         shutdown.clone(),
     )
