@@ -278,6 +278,7 @@ impl CreditNotesApi {
                 .await
                 .map_err(recorded_twice)?;
         tx.commit().await?;
+        settle_platform::faults::hit("creditnotes.issue.after_record");
         respond(state.runner.drive(saga, fence).await)
     }
 
@@ -391,6 +392,7 @@ impl CreditNotesApi {
                 .await
                 .map_err(recorded_twice)?;
         tx.commit().await?;
+        settle_platform::faults::hit("creditnotes.void.after_record");
         respond(state.runner.drive(saga, fence).await)
     }
 

@@ -442,6 +442,7 @@ async fn abandon(
     fence: &Fence,
     data: &IssueData,
 ) -> Result<Transition, StepFailure> {
+    faults::hit("creditnotes.issue.before_abandon");
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     saga_store::advance(&mut tx, fence, "failed", &saga.data, SagaState::Compensating, None).await?;

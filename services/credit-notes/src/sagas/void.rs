@@ -138,6 +138,7 @@ async fn unmark(
     fence: &Fence,
     data: &VoidData,
 ) -> Result<Transition, StepFailure> {
+    faults::hit("creditnotes.void.before_unmark");
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     saga_store::advance(&mut tx, fence, "failed", &saga.data, SagaState::Compensating, None).await?;
