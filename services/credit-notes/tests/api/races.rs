@@ -53,19 +53,26 @@ async fn check_invariants(app: &TestApp, invoice_id: &str) -> inv::Invoice {
     assert_eq!(invoice.amount_remaining == 0, status == inv::InvoiceStatus::Paid, "status {status:?}");
     let numbers: BTreeSet<_> = notes.iter().map(|n| n.number.clone()).collect();
     assert_eq!(numbers.len(), notes.len(), "credit note numbers are unique");
-    // No saga is left running.
-    let running = app
-        .sagas
-        .clone()
-        .list_sagas(authorized(common::ListSagasRequest {
-            state: Some(common::SagaState::Running as i32),
-            limit: Some(100),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(running.data.is_empty(), "sagas still running: {:?}", running.data);
+    // No saga is left running (a success is recorded in batches, a moment after the answer).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let running = app
+            .sagas
+            .clone()
+            .list_sagas(authorized(common::ListSagasRequest {
+                state: Some(common::SagaState::Running as i32),
+                limit: Some(100),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        if running.data.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sagas still running: {:?}", running.data);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     invoice
 }
 
