@@ -7,14 +7,11 @@ pub mod params;
 
 pub use credit_notes::CreditNotesApi;
 
-use std::sync::Arc;
-
 use settle_platform::db::Db;
 use settle_platform::outbox::EventHub;
 use settle_saga::SagaRunner;
 
 use crate::peers::Peers;
-use crate::sagas::Context;
 
 /// What every handler of the credit-notes service shares.
 #[derive(Clone, Debug)]
@@ -22,6 +19,5 @@ pub struct AppState {
     pub db: Db,
     pub hub: EventHub,
     pub peers: Peers,
-    pub sagas: Arc<Context>,
     pub runner: SagaRunner,
 }

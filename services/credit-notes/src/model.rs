@@ -10,7 +10,6 @@ use settle_proto::settle::creditnotes::v1 as pb;
 use settle_proto::settle::invoices::v1 as inv;
 
 use crate::domain::lines::{CreditedLine, InvoiceLine, LineTax, TaxBehavior};
-use crate::domain::note::NoteStatus;
 use crate::domain::totals::{NoteType, ShippingCredit, Split, Totals};
 
 /// How many lines a note's document embeds (the rest are paged with `ListCreditNoteLines`).
@@ -40,15 +39,6 @@ pub fn note_type_from_pb(value: i32) -> Option<NoteType> {
         pb::CreditNoteType::PrePayment => Some(NoteType::PrePayment),
         pb::CreditNoteType::PostPayment => Some(NoteType::PostPayment),
         pb::CreditNoteType::Mixed => Some(NoteType::Mixed),
-    }
-}
-
-/// The status a stored note shows (pending and failed notes are never shown).
-pub fn status_to_pb(status: NoteStatus) -> pb::CreditNoteStatus {
-    match status {
-        NoteStatus::Issued | NoteStatus::Pending => pb::CreditNoteStatus::Issued,
-        NoteStatus::Void => pb::CreditNoteStatus::Void,
-        NoteStatus::Failed => pb::CreditNoteStatus::Unspecified,
     }
 }
 

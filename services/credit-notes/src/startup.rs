@@ -48,7 +48,7 @@ impl Application {
         );
         runner.spawn_background(shutdown);
 
-        let state = AppState { db: db.clone(), hub: foundation.hub().clone(), peers, sagas, runner };
+        let state = AppState { db: db.clone(), hub: foundation.hub().clone(), peers, runner };
         let foundation = foundation
             .add_service(CreditNoteServiceServer::new(CreditNotesApi::new(state)))
             .add_service(SagaServiceServer::new(SagaLogService::new(db)));

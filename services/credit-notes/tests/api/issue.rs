@@ -7,7 +7,9 @@ use settle_proto::settle::invoices::v1 as inv;
 use settle_testkit::{authorized, reason};
 use tonic::Code;
 
-use crate::helpers::{Line, comparable, credit_quantity, link_record_refund, note, spawn, units};
+use crate::helpers::{
+    Line, comparable, credit_quantity, link_record_refund, link_refund, note, spawn, units,
+};
 
 fn status(invoice: &inv::Invoice) -> inv::InvoiceStatus {
     inv::InvoiceStatus::try_from(invoice.status.unwrap()).unwrap()
@@ -166,6 +168,35 @@ backend_tests! {
         assert_eq!(reason(&again), "refund_exceeds_refundable");
         let refused = app.void(&created.id).await.unwrap_err();
         assert_eq!(reason(&refused), "credit_note_not_voidable");
+    };
+
+    existing_refunds_are_linked_for_what_is_left_of_them => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let (invoice, _) = app.open_invoice("cus_link", &[units(5_000, 1)]).await;
+        let intent = app.pay_with_intent(&invoice.id, "cus_link", 5_000).await;
+        let refund = app.refund(&intent.id, 1_200).await;
+        let first = app
+            .create(cn::CreateCreditNoteRequest { refunds: vec![link_refund(&refund.id, Some(1_000))], ..note(&invoice.id, 1_000) })
+            .await
+            .unwrap();
+        assert_eq!(first.refunds.len(), 1);
+        assert_eq!((first.refunds[0].refund.as_str(), first.refunds[0].amount_refunded), (refund.id.as_str(), 1_000));
+        // By default a link takes what other notes left of the refund.
+        let second = app
+            .create(cn::CreateCreditNoteRequest { refunds: vec![link_refund(&refund.id, None)], ..note(&invoice.id, 200) })
+            .await
+            .unwrap();
+        assert_eq!(second.refunds[0].amount_refunded, 200);
+        let third = app
+            .create(cn::CreateCreditNoteRequest { refunds: vec![link_refund(&refund.id, None)], ..note(&invoice.id, 1) })
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&third), "refund_exceeds_refundable");
+        // No refund was made by linking: still the one.
+        assert_eq!(app.all_refunds().await.len(), 1);
+        let after = app.invoice(&invoice.id).await;
+        assert_eq!(after.post_payment_credit_notes_amount, 1_200);
+        assert_eq!(reason(&app.void(&first.id).await.unwrap_err()), "credit_note_not_voidable");
     };
 
     a_balance_credit_is_applied_to_the_next_invoice => |database: TestDatabase| async move {
