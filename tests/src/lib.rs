@@ -6,6 +6,8 @@
 //! let payments = PaymentIntentServiceClient::new(suite.payments.channel());
 //! ```
 
+pub mod api;
+pub mod chaos;
 pub mod cluster;
 pub mod process;
 

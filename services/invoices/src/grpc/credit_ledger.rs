@@ -98,12 +98,24 @@ fn check_same_request(stored: &StoredCredit, req: &pb::ReserveInvoiceCreditReque
     ))
 }
 
-fn credit_note_taken(credit_note: &str, other_saga: &str) -> ApiError {
-    ApiError::failed_precondition(
+/// The answer to a Reserve that found its credit note's credit already recorded: the credit itself
+/// for a repeat of the saga that recorded it, a refusal for any other saga.
+fn answer_taken(
+    existing: StoredCredit,
+    req: &pb::ReserveInvoiceCreditRequest,
+) -> Result<pb::InvoiceCredit, ApiError> {
+    if existing.credit.saga_id == req.saga_id {
+        check_same_request(&existing, req)?;
+        return Ok(existing.credit);
+    }
+    Err(ApiError::failed_precondition(
         ErrorReason::StateUnsupported,
-        format!("Credit note {credit_note} already has a credit, reserved by saga {other_saga}; a credit note has one."),
+        format!(
+            "Credit note {} already has a credit, reserved by saga {}; a credit note has one.",
+            req.credit_note, existing.credit.saga_id
+        ),
     )
-    .with_violation("credit_note", "This credit note already has a credit")
+    .with_violation("credit_note", "This credit note already has a credit"))
 }
 
 /// Locks the credit's invoice, first, as every writer of an invoice's money does; the caller then
@@ -200,8 +212,9 @@ impl CreditLedgerApi {
             check_same_request(&stored, &req)?;
             return Ok(stored.credit);
         }
-        if let Some(other) = store::find_by_credit_note(&mut *tx, account, &req.credit_note).await? {
-            return Err(credit_note_taken(&req.credit_note, &other.credit.saga_id));
+        // (A twin that named another invoice shows here by its credit note.)
+        if let Some(existing) = store::find_by_credit_note(&mut *tx, account, &req.credit_note).await? {
+            return answer_taken(existing, &req);
         }
         credit::check_creditable(&doc.id, model::status(&doc)?)?;
         let summary = store::summary(&mut *tx, account, &doc.id).await?;
@@ -245,7 +258,7 @@ impl CreditLedgerApi {
                 return Ok(existing.credit);
             }
             return match store::find_by_credit_note(state.db.pool(), account, &req.credit_note).await? {
-                Some(other) => Err(credit_note_taken(&req.credit_note, &other.credit.saga_id)),
+                Some(existing) => answer_taken(existing, &req),
                 None => Err(corrupt(format!("saga {}: the credit could not be recorded", req.saga_id))),
             };
         }
