@@ -278,7 +278,7 @@ impl CreditNotesApi {
                 .await
                 .map_err(recorded_twice)?;
         tx.commit().await?;
-        settle_platform::faults::hit("creditnotes.issue.after_record");
+        settle_platform::faults::hit("creditnotes.issue.after_record").await;
         respond(state.runner.drive(saga, fence).await)
     }
 
@@ -392,7 +392,7 @@ impl CreditNotesApi {
                 .await
                 .map_err(recorded_twice)?;
         tx.commit().await?;
-        settle_platform::faults::hit("creditnotes.void.after_record");
+        settle_platform::faults::hit("creditnotes.void.after_record").await;
         respond(state.runner.drive(saga, fence).await)
     }
 

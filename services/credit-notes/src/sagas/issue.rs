@@ -147,7 +147,7 @@ async fn reserve(
     fence: &Fence,
     mut data: IssueData,
 ) -> Result<Transition, StepFailure> {
-    faults::hit("creditnotes.issue.before_reserve");
+    faults::hit("creditnotes.issue.before_reserve").await;
     let request = inv::ReserveInvoiceCreditRequest {
         saga_id: saga.id.clone(),
         invoice: data.invoice.clone(),
@@ -165,7 +165,7 @@ async fn reserve(
         .await
     {
         Ok(response) => {
-            faults::hit("creditnotes.issue.after_reserve");
+            faults::hit("creditnotes.issue.after_reserve").await;
             let credit = response.into_inner();
             if credit.status != inv::InvoiceCreditStatus::Reserved as i32
                 && credit.status != inv::InvoiceCreditStatus::Applied as i32
@@ -196,7 +196,7 @@ async fn claim(
     fence: &Fence,
     mut data: IssueData,
 ) -> Result<Transition, StepFailure> {
-    faults::hit("creditnotes.issue.before_claim");
+    faults::hit("creditnotes.issue.before_claim").await;
     let request = pay::ClaimRefundsRequest {
         saga_id: saga.id.clone(),
         credit_note: data.credit_note.clone(),
@@ -232,7 +232,7 @@ async fn claim(
     match payments.claims.clone().claim_refunds(payments.request(&saga.account, saga.livemode, request)).await
     {
         Ok(response) => {
-            faults::hit("creditnotes.issue.after_claim");
+            faults::hit("creditnotes.issue.after_claim").await;
             let claims = response.into_inner();
             if claims.status != pay::RefundClaimsStatus::Claimed as i32 {
                 let refusal = StoredRefusal::new(
@@ -282,7 +282,7 @@ async fn apply(
     fence: &Fence,
     mut data: IssueData,
 ) -> Result<Transition, StepFailure> {
-    faults::hit("creditnotes.issue.before_apply");
+    faults::hit("creditnotes.issue.before_apply").await;
     let request = inv::ApplyInvoiceCreditRequest { saga_id: saga.id.clone() };
     let invoices = &ctx.peers.invoices;
     match invoices
@@ -292,7 +292,7 @@ async fn apply(
         .await
     {
         Ok(response) => {
-            faults::hit("creditnotes.issue.after_apply");
+            faults::hit("creditnotes.issue.after_apply").await;
             let credit = response.into_inner();
             data.ledger = Some(ledger_of(&credit));
             Ok(Transition::Next { step: "issue", data: encode(&data), state: SagaState::Running })
@@ -318,7 +318,7 @@ async fn issue(
     fence: &Fence,
     data: &IssueData,
 ) -> Result<Transition, StepFailure> {
-    faults::hit("creditnotes.issue.before_issue");
+    faults::hit("creditnotes.issue.before_issue").await;
     let Some(ledger) = data.ledger.clone() else {
         return Err(StepFailure::Retry("issue before the credit was applied".into()));
     };
@@ -364,7 +364,7 @@ async fn issue(
         .map_err(db_retry)?;
     tx.commit().await.map_err(db_retry)?;
     ctx.hub.committed();
-    faults::hit("creditnotes.issue.after_issue");
+    faults::hit("creditnotes.issue.after_issue").await;
     Ok(Transition::Committed {
         step: "done",
         data: saga.data.clone(),
@@ -396,7 +396,7 @@ fn refund_entry(claim: &Claim) -> pb::CreditNoteRefund {
 
 /// Remote (compensation): gives the claimed amounts back (a created refund stays, unclaimed).
 async fn release_claims(ctx: &Context, saga: &Saga) -> Result<(), StepFailure> {
-    faults::hit("creditnotes.issue.before_release_claims");
+    faults::hit("creditnotes.issue.before_release_claims").await;
     let request = pay::ReleaseRefundClaimsRequest { saga_id: saga.id.clone() };
     let payments = &ctx.peers.payments;
     match payments
@@ -406,7 +406,7 @@ async fn release_claims(ctx: &Context, saga: &Saga) -> Result<(), StepFailure> {
         .await
     {
         Ok(_) => {
-            faults::hit("creditnotes.issue.after_release_claims");
+            faults::hit("creditnotes.issue.after_release_claims").await;
             Ok(())
         }
         // A release must happen: every failure, even a refusal, is retried until it goes through.
@@ -416,7 +416,7 @@ async fn release_claims(ctx: &Context, saga: &Saga) -> Result<(), StepFailure> {
 
 /// Remote (compensation): the reserved credit stops counting on the invoice.
 async fn release_credit(ctx: &Context, saga: &Saga) -> Result<(), StepFailure> {
-    faults::hit("creditnotes.issue.before_release_credit");
+    faults::hit("creditnotes.issue.before_release_credit").await;
     let request = inv::ReleaseInvoiceCreditRequest { saga_id: saga.id.clone() };
     let invoices = &ctx.peers.invoices;
     match invoices
@@ -426,7 +426,7 @@ async fn release_credit(ctx: &Context, saga: &Saga) -> Result<(), StepFailure> {
         .await
     {
         Ok(_) => {
-            faults::hit("creditnotes.issue.after_release_credit");
+            faults::hit("creditnotes.issue.after_release_credit").await;
             Ok(())
         }
         // Nothing was reserved under this saga.
@@ -442,7 +442,7 @@ async fn abandon(
     fence: &Fence,
     data: &IssueData,
 ) -> Result<Transition, StepFailure> {
-    faults::hit("creditnotes.issue.before_abandon");
+    faults::hit("creditnotes.issue.before_abandon").await;
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     saga_store::advance(&mut tx, fence, "failed", &saga.data, SagaState::Compensating, None).await?;

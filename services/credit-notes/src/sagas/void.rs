@@ -70,7 +70,7 @@ async fn reverse(
     fence: &Fence,
     mut data: VoidData,
 ) -> Result<Transition, StepFailure> {
-    faults::hit("creditnotes.void.before_reverse");
+    faults::hit("creditnotes.void.before_reverse").await;
     let request =
         inv::ReverseInvoiceCreditRequest { saga_id: saga.id.clone(), credit_note: data.credit_note.clone() };
     let invoices = &ctx.peers.invoices;
@@ -81,7 +81,7 @@ async fn reverse(
         .await
     {
         Ok(_) => {
-            faults::hit("creditnotes.void.after_reverse");
+            faults::hit("creditnotes.void.after_reverse").await;
             Ok(Transition::Next { step: "void", data: encode(&data), state: SagaState::Running })
         }
         Err(status) if is_definitive(&status) => {
@@ -94,7 +94,7 @@ async fn reverse(
 
 /// Local: the note is void, with `credit_note.voided`, in the transaction that ends the saga.
 async fn void(ctx: &Context, saga: &Saga, fence: &Fence, data: &VoidData) -> Result<Transition, StepFailure> {
-    faults::hit("creditnotes.void.before_void");
+    faults::hit("creditnotes.void.before_void").await;
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     let Some(stored) =
@@ -122,7 +122,7 @@ async fn void(ctx: &Context, saga: &Saga, fence: &Fence, data: &VoidData) -> Res
         .map_err(db_retry)?;
     tx.commit().await.map_err(db_retry)?;
     ctx.hub.committed();
-    faults::hit("creditnotes.void.after_void");
+    faults::hit("creditnotes.void.after_void").await;
     Ok(Transition::Committed {
         step: "done",
         data: saga.data.clone(),
@@ -138,7 +138,7 @@ async fn unmark(
     fence: &Fence,
     data: &VoidData,
 ) -> Result<Transition, StepFailure> {
-    faults::hit("creditnotes.void.before_unmark");
+    faults::hit("creditnotes.void.before_unmark").await;
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     saga_store::advance(&mut tx, fence, "failed", &saga.data, SagaState::Compensating, None).await?;
