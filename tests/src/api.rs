@@ -40,6 +40,7 @@ pub struct Api {
     pub payment_events: EventServiceClient<Channel>,
     /// Set with [`Api::with_credit_notes`].
     pub credit_notes: Option<CreditNoteServiceClient<Channel>>,
+    pub credit_note_events: Option<EventServiceClient<Channel>>,
 }
 
 /// The request, with an idempotency key when one is given.
@@ -64,12 +65,14 @@ impl Api {
             refunds: RefundServiceClient::new(payments.clone()),
             payment_events: EventServiceClient::new(payments),
             credit_notes: None,
+            credit_note_events: None,
         }
     }
 
     /// Adds the credit-notes service.
     pub fn with_credit_notes(mut self, credit_notes: Channel) -> Api {
-        self.credit_notes = Some(CreditNoteServiceClient::new(credit_notes));
+        self.credit_notes = Some(CreditNoteServiceClient::new(credit_notes.clone()));
+        self.credit_note_events = Some(EventServiceClient::new(credit_notes));
         self
     }
 
