@@ -3,6 +3,7 @@
 //! happen only at the edges.
 
 mod amount;
+pub mod charge;
 mod currency;
 
 pub use amount::{Amount, AmountError};

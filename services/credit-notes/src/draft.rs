@@ -507,7 +507,7 @@ mod tests {
     use super::*;
     use crate::domain::lines::LinePart;
     use crate::grpc::params::{LineParams, RefundParams};
-    use settle_invoices::domain::charge::Decimal;
+    use settle_money::charge::Decimal;
 
     fn caller() -> Caller {
         Caller { account: "acct_1".into(), livemode: false }

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use settle_invoices::domain::charge::Decimal;
 use settle_money::Amount;
+use settle_money::charge::Decimal;
 use settle_proto::settle::creditnotes::v1 as pb;
 use settle_proto::settle::invoices::v1 as inv;
 

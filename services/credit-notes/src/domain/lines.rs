@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use settle_invoices::domain::charge::{Charge, Decimal};
 use settle_money::Amount;
+use settle_money::charge::{Charge, Decimal};
 
 use super::error::CreditError;
 

@@ -189,7 +189,7 @@ mod tests {
     use super::*;
     use crate::domain::lines::{LineTax, TaxBehavior};
     use proptest::prelude::*;
-    use settle_invoices::domain::charge::Decimal;
+    use settle_money::charge::Decimal;
 
     fn line(amount: i64, exclusive: i64, inclusive: i64) -> CreditedLine {
         let tax = |amount, behavior| LineTax {

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use settle_invoices::domain::charge::Decimal;
 use settle_money::Amount;
+use settle_money::charge::Decimal;
 use settle_platform::ApiError;
 use settle_platform::ids::IdPrefix;
 use settle_platform::validate;
