@@ -7,6 +7,7 @@
 //! ```
 
 pub mod cluster;
+pub mod load;
 pub mod process;
 
 use settle_platform::db::Backend;
