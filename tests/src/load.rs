@@ -47,8 +47,8 @@ use self::services::Endpoints;
 
 /// CI-sized phases: enough requests to pass every path, short enough for two backends in a couple
 /// of minutes with debug binaries.
-const CI_COUNT: usize = 64;
-const CI_WARMUP: usize = 16;
+const CI_COUNT: usize = 40;
+const CI_WARMUP: usize = 8;
 const CI_CONCURRENCY: usize = 8;
 const CI_HOT_CONCURRENCY: usize = 32;
 const CI_SIZES: [u64; 2] = [1_000, 4_000];
@@ -158,6 +158,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
     };
     if args.ci {
         return Ok(Settings {
+            scenarios: ScenarioName::expand(&[ScenarioName::All]),
             load: Load::Closed { concurrency: CI_CONCURRENCY },
             hot_concurrency: CI_HOT_CONCURRENCY,
             amount: Amount::Count(CI_COUNT),
@@ -180,6 +181,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
     sizes.sort_unstable();
     sizes.dedup();
     Ok(Settings {
+        scenarios: ScenarioName::expand(&args.scenario),
         load,
         hot_concurrency: args.hot_concurrency.max(1),
         amount: args.count.map_or(Amount::Duration(args.duration), Amount::Count),
@@ -272,7 +274,7 @@ async fn run_scenarios(
     )?;
     let mut runner = Runner::new(context.settings.clone(), clients, run_id, rng, invoices_database_url);
     let mut outcome = Ok(());
-    for scenario in ScenarioName::expand(&args.scenario) {
+    for scenario in context.settings.scenarios.clone() {
         match runner.run(scenario).await {
             Ok(result) => scenarios.push(result),
             Err(error) => {

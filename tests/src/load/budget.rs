@@ -25,6 +25,15 @@ pub enum Verdict {
     Short,
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Short => "SHORT",
+        })
+    }
+}
+
 impl Bound {
     pub fn judge(self, ratio: f64) -> Verdict {
         // A tiny tolerance so that a ratio printed as exactly the bound is not SHORT by rounding.

@@ -51,6 +51,16 @@ pub struct Preparer {
     rng: Rng,
 }
 
+impl Targeting {
+    pub fn name(self) -> &'static str {
+        match self {
+            Targeting::Spread => "spread",
+            Targeting::HotCustomer => "one customer",
+            Targeting::HotInvoice => "one invoice",
+        }
+    }
+}
+
 impl Preparer {
     /// `run_id` keeps this run's customers apart from any other run's on the same services;
     /// `width` is the most requests the phases will have in flight.

@@ -9,7 +9,6 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::budget::{self, Check, Verdict};
-use super::driver::Load;
 use super::ops::{Kind, Op};
 use super::progress::{self, Follow};
 use super::scenario::{PhaseKind, PhaseResult, ScenarioName, ScenarioResult, Settings};
@@ -68,10 +67,10 @@ fn ratio(summary: &OpSummary, ceiling: &OpSummary) -> Ratio {
 pub fn phase(phase: &PhaseResult, ceilings: &[PhaseResult]) {
     let size = phase.size.map(|s| format!(" · {s} invoices")).unwrap_or_default();
     println!(
-        "\n  {} · {} · {:?} · {:.1} s timed{size}",
+        "\n  {} · {} · {} · {:.1} s timed{size}",
         phase.name,
         phase.load.describe(),
-        phase.targeting,
+        phase.targeting.name(),
         phase.seconds
     );
     println!(
@@ -108,7 +107,7 @@ pub fn phase(phase: &PhaseResult, ceilings: &[PhaseResult]) {
     if phase.ops.len() > 1 {
         let shaped = ceiling_of(ceilings, Op::AttachShaped).map(|c| budget::ratio(total, c.throughput));
         println!(
-            "    {:<16} {:>40.1}{}",
+            "    {:<16} {:>31.1}{}",
             "all",
             total,
             shaped.map(|r| format!("   ({} of attach_shaped)", percent(r))).unwrap_or_default()
@@ -145,7 +144,7 @@ pub fn checks(checks: &[Check]) {
             budget::Bound::AtMost(_) => times(check.ratio),
             _ => percent(check.ratio),
         };
-        println!("    {:<52} {:>9}   {:<8} {:?}", check.what, value, check.budget, check.verdict);
+        println!("    {:<56} {:>9}   {:<8} {}", check.what, value, check.budget, check.verdict);
     }
 }
 
@@ -185,7 +184,7 @@ pub fn memory_checks(memory: &[Memory]) -> Vec<Check> {
 pub fn memory(memory: &[Memory]) {
     for m in memory {
         println!(
-            "  {:<20} pid idle RSS {:>7.1} MiB (budget 30 MiB: {:?}){}",
+            "  {:<20} idle RSS {:>6.1} MiB (budget 30 MiB: {}){}",
             m.service,
             m.idle_rss_kib as f64 / 1024.0,
             budget::Bound::AtMost(1.0).judge(m.idle_rss_kib as f64 / budget::IDLE_RSS_KIB as f64),
@@ -409,9 +408,4 @@ fn charts(backend: &str, scenario: &ScenarioResult) -> Vec<(&'static str, Chart)
         ));
     }
     charts
-}
-
-/// Whether any phase of a load mode needs the schedule note (open loop).
-pub fn is_open(load: &Load) -> bool {
-    matches!(load, Load::Open { .. })
 }

@@ -73,6 +73,7 @@ mod seconds {
 /// What every phase of the run shares.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
+    pub scenarios: Vec<ScenarioName>,
     pub load: Load,
     /// Concurrent attaches of the hot-invoice scenario.
     pub hot_concurrency: usize,

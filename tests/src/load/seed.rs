@@ -1,9 +1,9 @@
 //! Bulk seeding for the growth scenario. Creating 10⁶ invoices through the API would take hours,
 //! so a few template invoices are made through the API (real documents: lines, invoice items,
 //! numbers, amounts, finalization) and read back with the invoices crate's store functions; then
-//! copies with fresh ids, numbers and customers are written with the same store functions, many
-//! per transaction, straight into the invoices database, so every projected column and document
-//! is exactly what the service itself would have written.
+//! copies with fresh ids, numbers and customers are written with the store's bulk inserts
+//! (`insert_many`: the same projections as `insert`, many rows per statement) straight into the
+//! invoices database, so every projected column and document is what the service would have written.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use super::rng::Rng;
 /// Invoices of a seeded customer: a listed customer always has full pages.
 const INVOICES_PER_CUSTOMER: u64 = 100;
 /// Invoices written per transaction.
-const BATCH: usize = 250;
+const BATCH: usize = 2_000;
 
 /// Fixed-width ids packed in one buffer: 10⁶ invoice ids take 25 MB, not the 60 MB of `String`s.
 #[derive(Debug, Default)]
@@ -146,7 +146,7 @@ impl Seeder {
         let bar = progress::bar(added, format!("seeding to {size}"));
         // SQLite has one writer; PostgreSQL takes a few transactions at once.
         let writers = match self.db.backend() {
-            Backend::Postgres => 3,
+            Backend::Postgres => 2,
             Backend::Sqlite => 1,
         };
         let batches: Vec<(u64, u64)> =
@@ -154,22 +154,26 @@ impl Seeder {
         let (db, templates, prefixes) = (&self.db, &self.templates, &prefixes);
         let mut writing = futures::stream::iter(batches)
             .map(|(start, end)| async move {
+                let copies: Vec<Template> = (start..end)
+                    .map(|j| {
+                        let (customer, prefix) = &prefixes[(j % customers) as usize];
+                        let sequence = (j / customers + 1) as i64;
+                        let template = &templates[(j % templates.len() as u64) as usize];
+                        // Spread over the past year, newest last, as a real account's history.
+                        let created = now - (added - j) as i64 * (31_536_000 / added.max(1) as i64).max(1);
+                        copy(template, customer, invoice_number(prefix, sequence), created)
+                    })
+                    .collect();
+                let items: Vec<pb::InvoiceItem> =
+                    copies.iter().flat_map(|c| c.lines.iter().map(|(_, item)| item.clone())).collect();
+                let lines: Vec<pb::InvoiceLineItem> =
+                    copies.iter().flat_map(|c| c.lines.iter().map(|(line, _)| line.clone())).collect();
+                let invoices: Vec<pb::Invoice> = copies.into_iter().map(|c| c.invoice).collect();
                 let mut tx = db.begin().await?;
-                let mut ids = Vec::with_capacity((end - start) as usize);
-                for j in start..end {
-                    let (customer, prefix) = &prefixes[(j % customers) as usize];
-                    let sequence = (j / customers + 1) as i64;
-                    let template = &templates[(j % templates.len() as u64) as usize];
-                    // Spread over the past year, newest last, as a real account's history.
-                    let created = now - (added - j) as i64 * (31_536_000 / added.max(1) as i64).max(1);
-                    let invoice = copy(template, customer, invoice_number(prefix, sequence), created);
-                    for (line, item) in &invoice.lines {
-                        invoice_items::insert(&mut tx, DEV_ACCOUNT, item).await?;
-                        invoice_lines::insert(&mut tx, DEV_ACCOUNT, line).await?;
-                    }
-                    invoices::insert(&mut tx, DEV_ACCOUNT, &invoice.invoice).await?;
-                    ids.push(invoice.invoice.id);
-                }
+                invoice_items::insert_many(&mut tx, DEV_ACCOUNT, &items).await?;
+                invoice_lines::insert_many(&mut tx, DEV_ACCOUNT, &lines).await?;
+                invoices::insert_many(&mut tx, DEV_ACCOUNT, &invoices).await?;
+                let ids: Vec<String> = invoices.into_iter().map(|i| i.id).collect();
                 tx.commit().await?;
                 anyhow::Ok(ids)
             })
