@@ -268,11 +268,22 @@ async fn run_scenarios(
     let clients = Clients::new(
         connect(&endpoints.invoices).await?,
         connect(&endpoints.payments).await?,
+        connect(&endpoints.credit_notes).await?,
         Some(ceiling_client),
         &args.api_key,
         &run_id,
     )?;
-    let mut runner = Runner::new(context.settings.clone(), clients, run_id, rng, invoices_database_url);
+    let mut settings = context.settings.clone();
+    if !clients.serves_credit_notes().await {
+        println!("  credit_note skipped: this credit-notes service does not serve CreateCreditNote yet");
+        settings.mix = settings.mix.without(Op::CreditNote).context("--mix has nothing but credit_note")?;
+        settings.growth_mix = settings
+            .growth_mix
+            .without(Op::CreditNote)
+            .context("--growth-mix has nothing but credit_note")?;
+        settings.solo.retain(|op| *op != Op::CreditNote);
+    }
+    let mut runner = Runner::new(settings, clients, run_id, rng, invoices_database_url);
     let mut outcome = Ok(());
     for scenario in context.settings.scenarios.clone() {
         match runner.run(scenario).await {

@@ -120,6 +120,13 @@ pub const CEILING_BUDGETS: &[CeilingBudget] = &[
         ceiling: Op::AttachShaped,
         bound: Bound::AtMost(3.0),
     },
+    // A credit note with a refund ≥ 20 %.
+    CeilingBudget {
+        op: Op::CreditNote,
+        metric: Metric::Throughput,
+        ceiling: Op::AttachShaped,
+        bound: Bound::AtLeast(0.20),
+    },
 ];
 
 /// 64 concurrent attaches to one invoice keep ≥ 25 % of the uncontended attach throughput.

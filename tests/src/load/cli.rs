@@ -10,7 +10,8 @@ use super::scenario::ScenarioName;
 use super::schedule::Arrivals;
 
 /// The default mix: the invoicing flows weighted roughly as an invoicing API sees them.
-pub const DEFAULT_MIX: &str = "create_finalize=2,attach=5,detach=1,reapply=1,pay=1,read=10,list=2";
+pub const DEFAULT_MIX: &str =
+    "create_finalize=2,attach=5,detach=1,reapply=1,pay=1,credit_note=1,read=10,list=2";
 /// The growth scenario's mix, the same at every size.
 pub const DEFAULT_GROWTH_MIX: &str = "read=10,list=2,attach=2,create_finalize=1";
 

@@ -45,6 +45,12 @@ impl Mix {
         self.entries.iter().map(|(op, _)| *op)
     }
 
+    /// The mix without `op`; `None` if nothing is left.
+    pub fn without(&self, op: Op) -> Option<Mix> {
+        let entries: Vec<(Op, u32)> = self.entries.iter().copied().filter(|(o, _)| *o != op).collect();
+        (!entries.is_empty()).then_some(Mix { entries })
+    }
+
     pub fn contains(&self, op: Op) -> bool {
         self.entries.iter().any(|(o, _)| *o == op)
     }
@@ -173,6 +179,14 @@ mod tests {
             let expected = weight / 20.0;
             assert!((share - expected).abs() < 0.01, "{op:?}: {share} vs {expected}");
         }
+    }
+
+    #[test]
+    fn an_operation_can_be_taken_out() {
+        let mix: Mix = "attach=5,credit_note=1".parse().unwrap();
+        assert_eq!(mix.without(Op::CreditNote).unwrap().to_string(), "attach=5");
+        assert_eq!(mix.without(Op::Read), Some(mix.clone()));
+        assert_eq!(Mix::solo(Op::CreditNote).without(Op::CreditNote), None);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Targeting {
     HotInvoice,
 }
 
+/// Payments (or credit notes) each invoice gets when they are spread.
+const PAYMENTS_PER_INVOICE: usize = 8;
 /// The total of an invoice created to be paid, read or listed.
 const INVOICE_TOTAL: i64 = 10_000;
 /// Customers whose invoices are listed, and the invoices each gets (a full page of 10).
@@ -107,12 +109,13 @@ impl Preparer {
         self.customers[i % self.customers.len()].clone()
     }
 
-    /// How many invoices `count` payments are spread over: one when the invoice is hot, else enough
-    /// that requests in flight rarely share one.
+    /// How many invoices `count` payments (or credit notes) are spread over: one when the invoice
+    /// is hot; else a few per invoice, as invoices paid in parts have, and never so few invoices
+    /// that requests in flight share one.
     fn width(&self, count: usize) -> usize {
         match self.targeting {
             Targeting::HotInvoice => 1,
-            _ => count.min((2 * self.parallelism).max(64)).max(1),
+            _ => count.div_ceil(PAYMENTS_PER_INVOICE).max(count.min(2 * self.parallelism)).max(1),
         }
     }
 
@@ -192,7 +195,36 @@ impl Preparer {
                         .collect()
                 }
             },
+            Op::CreditNote => {
+                let invoices = self.paid_invoices(count, "credit_note").await?;
+                (0..count)
+                    .map(|i| Input::CreditNote {
+                        invoice: invoices[i % invoices.len()].clone(),
+                        amount: PAYMENT_AMOUNT,
+                    })
+                    .collect()
+            }
         })
+    }
+
+    /// Invoices paid in full by one PaymentIntent each, that take `count` credit notes of
+    /// `PAYMENT_AMOUNT` (each refunded) spread round-robin over them: every note fits what is left
+    /// to credit and to refund.
+    async fn paid_invoices(&self, count: usize, label: &str) -> anyhow::Result<Vec<Arc<str>>> {
+        let width = self.width(count);
+        let clients = self.clients.clone();
+        let customers = self.customers.clone();
+        parallel(width, self.parallelism, &format!("{label}: paid invoices"), |j| {
+            let total = (count - j).div_ceil(width) as i64 * PAYMENT_AMOUNT;
+            let (mut clients, customer) = (clients.clone(), customers[j % customers.len()].clone());
+            async move {
+                let invoice = clients.create_open_invoice(&customer, total).await?;
+                let intent = clients.succeeded_intent(&customer, total).await?;
+                clients.attach(&invoice.id, &intent.id).await.result.context("paying beforehand")?;
+                Ok(Arc::from(invoice.id))
+            }
+        })
+        .await
     }
 
     /// The read and list catalog, created on first use.

@@ -41,7 +41,7 @@ fn times(ratio: f64) -> String {
     if ratio.is_finite() { format!("{ratio:.2}×") } else { "—".to_owned() }
 }
 
-fn ceiling_of<'a>(ceilings: &'a [PhaseResult], op: Op) -> Option<&'a OpSummary> {
+fn ceiling_of(ceilings: &[PhaseResult], op: Op) -> Option<&OpSummary> {
     ceilings.iter().find_map(|p| p.op(op))
 }
 
