@@ -53,8 +53,9 @@ const CI_CONCURRENCY: usize = 8;
 const CI_HOT_CONCURRENCY: usize = 32;
 const CI_SIZES: [u64; 2] = [1_000, 4_000];
 
-/// Runs the tool; `Ok(true)` when every request succeeded.
-pub async fn run(args: Args) -> anyhow::Result<bool> {
+/// Runs the tool; returns the exit status: 0 when every request succeeded, 1 when some failed, 2
+/// when a backend's run could not be carried out.
+pub async fn run(args: Args) -> anyhow::Result<u8> {
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let seed = args.seed.unwrap_or_else(|| {
         // A fresh seed per run, printed so the run can be replayed.
@@ -121,7 +122,13 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         "\n  written: {}",
         written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     );
-    Ok(runs.iter().all(|r| r.error.is_none() && r.failed_requests == 0))
+    Ok(if runs.iter().any(|r| r.error.is_some()) {
+        2
+    } else if runs.iter().any(|r| r.failed_requests > 0) {
+        1
+    } else {
+        0
+    })
 }
 
 struct RunContext<'a> {
@@ -242,9 +249,15 @@ async fn run_scenarios(
             (None, endpoints, args.invoices_database_url.clone())
         }
         None => {
-            let started =
-                services::start(context.bin_dir, backend, context.postgres_url, args.db_connections, &logs)
-                    .await?;
+            let started = services::start(
+                context.bin_dir,
+                backend,
+                context.postgres_url,
+                args.db_connections,
+                (&args.api_key, &args.account),
+                &logs,
+            )
+            .await?;
             report::memory(&started.idle);
             let (endpoints, url) = (started.endpoints.clone(), started.invoices_database_url.clone());
             (Some(started), endpoints, Some(url))
@@ -283,7 +296,7 @@ async fn run_scenarios(
             .context("--growth-mix has nothing but credit_note")?;
         settings.solo.retain(|op| *op != Op::CreditNote);
     }
-    let mut runner = Runner::new(settings, clients, run_id, rng, invoices_database_url);
+    let mut runner = Runner::new(settings, clients, run_id, rng, invoices_database_url, args.account.clone());
     let mut outcome = Ok(());
     for scenario in context.settings.scenarios.clone() {
         match runner.run(scenario).await {

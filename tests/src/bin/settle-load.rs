@@ -17,8 +17,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(settle_tests::load::run(args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(status) => ExitCode::from(status),
         Err(error) => {
             eprintln!("settle-load: {error:#}");
             ExitCode::from(2)

@@ -81,6 +81,9 @@ pub struct Args {
     /// API key of the requests (its account gets the data).
     #[arg(long, default_value = settle_platform::auth::DEV_API_KEY)]
     pub api_key: String,
+    /// The account --api-key acts for: started services map the key to it, and growth seeds into it.
+    #[arg(long, default_value = settle_platform::auth::DEV_ACCOUNT)]
+    pub account: String,
     /// Growth: invoices in the database at each step (1e3 or 1000 forms).
     #[arg(long, value_parser = parse_size, value_delimiter = ',', default_value = "1e3,1e4,1e5,1e6")]
     pub sizes: Vec<u64>,

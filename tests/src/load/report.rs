@@ -172,11 +172,13 @@ pub fn memory_checks(memory: &[Memory]) -> Vec<Check> {
     memory
         .iter()
         .map(|m| {
-            Check::new(
-                format!("{} idle RSS {:.1} MiB / 30 MiB", m.service, m.idle_rss_kib as f64 / 1024.0),
+            let mut check = Check::new(
+                format!("{} idle RSS {:.1} MiB", m.service, m.idle_rss_kib as f64 / 1024.0),
                 budget::ratio(m.idle_rss_kib as f64, budget::IDLE_RSS_KIB as f64),
                 budget::Bound::AtMost(1.0),
-            )
+            );
+            check.budget = "≤ 30 MiB".to_owned();
+            check
         })
         .collect()
 }

@@ -158,6 +158,7 @@ pub struct Runner {
     /// Ceilings measured so far, per load.
     ceilings: Vec<PhaseResult>,
     invoices_database_url: Option<String>,
+    account: String,
 }
 
 impl Runner {
@@ -167,8 +168,9 @@ impl Runner {
         run_id: String,
         rng: Rng,
         invoices_database_url: Option<String>,
+        account: String,
     ) -> Runner {
-        Runner { settings, clients, run_id, rng, ceilings: Vec::new(), invoices_database_url }
+        Runner { settings, clients, run_id, rng, ceilings: Vec::new(), invoices_database_url, account }
     }
 
     pub async fn run(&mut self, scenario: ScenarioName) -> anyhow::Result<ScenarioResult> {
@@ -280,7 +282,7 @@ impl Runner {
             "the growth scenario seeds the invoices database: start the services here, or give --invoices-database-url",
         )?;
         let mut phases = self.ceilings(load).await?;
-        let mut seeder = Seeder::new(&url, &self.clients, &self.run_id).await?;
+        let mut seeder = Seeder::new(&url, &self.account, &self.clients, &self.run_id).await?;
         let mut preparer = self.preparer(Targeting::Spread, load.width());
         let mix = self.settings.growth_mix.clone();
         for size in self.settings.sizes.clone() {

@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use settle_invoices::domain::numbering::{customer_prefix, invoice_number};
 use settle_invoices::store::{invoice_items, invoice_lines, invoices};
-use settle_platform::auth::DEV_ACCOUNT;
 use settle_platform::db::{Backend, Db, PoolSettings};
 use settle_platform::ids::IdPrefix;
 use settle_proto::settle::invoices::v1 as pb;
@@ -96,6 +95,8 @@ struct Template {
 /// Grows the invoices database of one run.
 pub struct Seeder {
     db: Db,
+    /// The account the API key acts for: the seeded invoices are its.
+    account: String,
     templates: Vec<Template>,
     seeded: Seeded,
     used_prefixes: HashSet<String>,
@@ -104,7 +105,12 @@ pub struct Seeder {
 
 impl Seeder {
     /// Makes the templates through the API and reads them back from `database_url`.
-    pub async fn new(database_url: &str, clients: &Clients, run_id: &str) -> anyhow::Result<Seeder> {
+    pub async fn new(
+        database_url: &str,
+        account: &str,
+        clients: &Clients,
+        run_id: &str,
+    ) -> anyhow::Result<Seeder> {
         let db = Db::connect(database_url, &PoolSettings { max_connections: 4, ..Default::default() })
             .await
             .context("connecting to the invoices database")?;
@@ -113,10 +119,11 @@ impl Seeder {
         // Shapes: open with one, two and three lines, and a paid one (out of band) with two.
         for (lines, paid) in [(1, false), (2, false), (3, false), (2, true)] {
             let id = template_invoice(clients, &customer, lines, paid).await?;
-            templates.push(read_template(&db, &id).await?);
+            templates.push(read_template(&db, account, &id).await?);
         }
         Ok(Seeder {
             db,
+            account: account.to_owned(),
             templates,
             seeded: Seeded::default(),
             used_prefixes: HashSet::new(),
@@ -151,7 +158,8 @@ impl Seeder {
         };
         let batches: Vec<(u64, u64)> =
             (0..added).step_by(BATCH).map(|start| (start, (start + BATCH as u64).min(added))).collect();
-        let (db, templates, prefixes) = (&self.db, &self.templates, &prefixes);
+        let (db, account, templates, prefixes) =
+            (&self.db, self.account.as_str(), &self.templates, &prefixes);
         let mut writing = futures::stream::iter(batches)
             .map(|(start, end)| async move {
                 let copies: Vec<Template> = (start..end)
@@ -170,9 +178,9 @@ impl Seeder {
                     copies.iter().flat_map(|c| c.lines.iter().map(|(line, _)| line.clone())).collect();
                 let invoices: Vec<pb::Invoice> = copies.into_iter().map(|c| c.invoice).collect();
                 let mut tx = db.begin().await?;
-                invoice_items::insert_many(&mut tx, DEV_ACCOUNT, &items).await?;
-                invoice_lines::insert_many(&mut tx, DEV_ACCOUNT, &lines).await?;
-                invoices::insert_many(&mut tx, DEV_ACCOUNT, &invoices).await?;
+                invoice_items::insert_many(&mut tx, account, &items).await?;
+                invoice_lines::insert_many(&mut tx, account, &lines).await?;
+                invoices::insert_many(&mut tx, account, &invoices).await?;
                 let ids: Vec<String> = invoices.into_iter().map(|i| i.id).collect();
                 tx.commit().await?;
                 anyhow::Ok(ids)
@@ -204,7 +212,7 @@ impl Seeder {
     /// seeded customer holds (as the service skips taken ones).
     fn free_prefix(&mut self, customer: &str) -> anyhow::Result<String> {
         for attempt in 0..16 {
-            let prefix = customer_prefix(DEV_ACCOUNT, customer, attempt);
+            let prefix = customer_prefix(&self.account, customer, attempt);
             if self.used_prefixes.insert(prefix.clone()) {
                 return Ok(prefix);
             }
@@ -275,9 +283,9 @@ async fn template_invoice(
     Ok(draft)
 }
 
-async fn read_template(db: &Db, id: &str) -> anyhow::Result<Template> {
-    let invoice = invoices::find(db.pool(), DEV_ACCOUNT, id).await?.context("template invoice not stored")?;
-    let (lines, _) = invoice_lines::first(db.pool(), DEV_ACCOUNT, id, 100).await?;
+async fn read_template(db: &Db, account: &str, id: &str) -> anyhow::Result<Template> {
+    let invoice = invoices::find(db.pool(), account, id).await?.context("template invoice not stored")?;
+    let (lines, _) = invoice_lines::first(db.pool(), account, id, 100).await?;
     let mut with_items = Vec::new();
     for line in lines {
         let item_id = line
@@ -286,9 +294,8 @@ async fn read_template(db: &Db, id: &str) -> anyhow::Result<Template> {
             .and_then(|p| p.invoice_item_details.as_ref())
             .map(|d| d.invoice_item.clone())
             .context("template line without its invoice item")?;
-        let item = invoice_items::find(db.pool(), DEV_ACCOUNT, &item_id)
-            .await?
-            .context("template item not stored")?;
+        let item =
+            invoice_items::find(db.pool(), account, &item_id).await?.context("template item not stored")?;
         with_items.push((line, item));
     }
     Ok(Template { invoice, lines: with_items })

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use settle_platform::auth::{DEV_ACCOUNT, DEV_API_KEY};
 use settle_platform::db::Backend;
 use settle_platform::testing::TestDatabase;
 use tokio::process::{Child, Command};
@@ -100,6 +99,7 @@ pub async fn start(
     backend: Backend,
     postgres_url: &str,
     db_connections: u32,
+    (api_key, account): (&str, &str),
     log_dir: &Path,
 ) -> anyhow::Result<StartedServices> {
     let missing: Vec<&str> = BINARIES.iter().copied().filter(|b| !bin_dir.join(b).is_file()).collect();
@@ -132,7 +132,7 @@ pub async fn start(
             .env("SETTLE_LISTEN_ADDR", addr.to_string())
             .env("DATABASE_URL", database.url())
             .env("SETTLE_DATABASE_MAX_CONNECTIONS", db_connections.to_string())
-            .env("SETTLE_API_KEYS", format!("{DEV_API_KEY}={DEV_ACCOUNT}"))
+            .env("SETTLE_API_KEYS", format!("{api_key}={account}"))
             .env("SETTLE_INTERNAL_KEY", INTERNAL_KEY)
             .env("SETTLE_PAYMENTS_URL", format!("http://{payments}"))
             .env("SETTLE_INVOICES_URL", format!("http://{invoices}"))

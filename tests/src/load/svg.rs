@@ -129,6 +129,13 @@ pub fn render(chart: &Chart) -> String {
             r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
             path.join(" ")
         );
+        // Markers where there are few points (sizes), so each measured point shows.
+        if series.points.len() <= 8 {
+            for (x, y) in series.points.iter().filter(|(x, y)| *x > 0.0 && *y > 0.0) {
+                let _ =
+                    write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, sx(*x), sy(*y));
+            }
+        }
         let legend_y = TOP + 10.0 + i as f64 * 18.0;
         let legend_x = LEFT + plot_w + 16.0;
         let _ = write!(
