@@ -21,23 +21,43 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A saga lease short enough that recovery after a crash is quick, long enough to drive a saga.
 const SAGA_LEASE_MILLIS: &str = "400";
 
+/// How the nodes reach each other: fixed listen addresses (so a proxy can be put in front before
+/// they start) and, per (caller, callee), the address the caller dials instead of the callee's own.
+#[derive(Default)]
+pub struct Topology {
+    pub invoices: Option<SocketAddr>,
+    pub payments: Option<SocketAddr>,
+    #[allow(clippy::type_complexity)]
+    pub route: Option<Box<dyn Fn(Service, Service) -> Option<SocketAddr> + Send + Sync>>,
+}
+
 /// Three running nodes and their databases.
 pub struct Cluster {
     pub invoices: Node,
     pub payments: Node,
     pub credit_notes: Node,
-    _databases: Vec<TestDatabase>,
+    databases: Vec<TestDatabase>,
 }
 
 impl Cluster {
     /// Starts the three nodes of `binary` (the `settle-node` executable) on `backend`; `None` for
     /// PostgreSQL when `DATABASE_URL` is unset.
     pub async fn start(binary: PathBuf, backend: Backend) -> Option<Cluster> {
+        Cluster::start_with(binary, backend, &Topology::default()).await
+    }
+
+    /// Like [`Cluster::start`], with the peers reached through `topology` (e.g. fault proxies).
+    pub async fn start_with(binary: PathBuf, backend: Backend, topology: &Topology) -> Option<Cluster> {
         let payments_db = TestDatabase::new(backend).await?;
         let invoices_db = TestDatabase::new(backend).await?;
         let credit_notes_db = TestDatabase::new(backend).await?;
-        let (invoices_addr, payments_addr, credit_notes_addr) = (free_addr(), free_addr(), free_addr());
-        let env = |db: &TestDatabase| {
+        let invoices_addr = topology.invoices.unwrap_or_else(free_addr);
+        let payments_addr = topology.payments.unwrap_or_else(free_addr);
+        let credit_notes_addr = free_addr();
+        let peer = |service: Service, callee: Service, addr: SocketAddr| {
+            topology.route.as_ref().and_then(|route| route(service, callee)).unwrap_or(addr)
+        };
+        let env = |db: &TestDatabase, service: Service| {
             BTreeMap::from([
                 ("DATABASE_URL".to_owned(), db.url().to_owned()),
                 (
@@ -45,8 +65,14 @@ impl Cluster {
                     format!("{DEV_API_KEY}={DEV_ACCOUNT},{OTHER_API_KEY}={OTHER_ACCOUNT}"),
                 ),
                 ("SETTLE_INTERNAL_KEY".to_owned(), INTERNAL_KEY.to_owned()),
-                ("SETTLE_INVOICES_URL".to_owned(), format!("http://{invoices_addr}")),
-                ("SETTLE_PAYMENTS_URL".to_owned(), format!("http://{payments_addr}")),
+                (
+                    "SETTLE_INVOICES_URL".to_owned(),
+                    format!("http://{}", peer(service, Service::Invoices, invoices_addr)),
+                ),
+                (
+                    "SETTLE_PAYMENTS_URL".to_owned(),
+                    format!("http://{}", peer(service, Service::Payments, payments_addr)),
+                ),
                 ("SETTLE_SAGA_LEASE_MILLIS".to_owned(), SAGA_LEASE_MILLIS.to_owned()),
                 ("SETTLE_SAGA_RECOVERY_INTERVAL_MILLIS".to_owned(), "50".to_owned()),
                 ("SETTLE_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
@@ -54,10 +80,25 @@ impl Cluster {
             ])
         };
         let mut cluster = Cluster {
-            payments: Node::new(binary.clone(), Service::Payments, payments_addr, env(&payments_db)),
-            invoices: Node::new(binary.clone(), Service::Invoices, invoices_addr, env(&invoices_db)),
-            credit_notes: Node::new(binary, Service::CreditNotes, credit_notes_addr, env(&credit_notes_db)),
-            _databases: vec![payments_db, invoices_db, credit_notes_db],
+            payments: Node::new(
+                binary.clone(),
+                Service::Payments,
+                payments_addr,
+                env(&payments_db, Service::Payments),
+            ),
+            invoices: Node::new(
+                binary.clone(),
+                Service::Invoices,
+                invoices_addr,
+                env(&invoices_db, Service::Invoices),
+            ),
+            credit_notes: Node::new(
+                binary,
+                Service::CreditNotes,
+                credit_notes_addr,
+                env(&credit_notes_db, Service::CreditNotes),
+            ),
+            databases: vec![payments_db, invoices_db, credit_notes_db],
         };
         for service in [Service::Payments, Service::Invoices, Service::CreditNotes] {
             cluster.node(service).start(None);
@@ -66,6 +107,15 @@ impl Cluster {
             cluster.node(service).wait_healthy(START_TIMEOUT).await;
         }
         Some(cluster)
+    }
+
+    /// The database `service` uses (its URL names it).
+    pub fn database(&self, service: Service) -> &TestDatabase {
+        match service {
+            Service::Payments => &self.databases[0],
+            Service::Invoices => &self.databases[1],
+            Service::CreditNotes => &self.databases[2],
+        }
     }
 
     pub fn node(&mut self, service: Service) -> &mut Node {

@@ -6,9 +6,12 @@
 //! let payments = PaymentIntentServiceClient::new(suite.payments.channel());
 //! ```
 
+pub mod api;
+pub mod chaos;
 pub mod cluster;
 pub mod load;
 pub mod process;
+pub mod rng;
 
 use settle_platform::db::Backend;
 use settle_platform::testing::TestDatabase;

@@ -19,7 +19,6 @@ pub mod ops;
 pub mod prepare;
 pub mod progress;
 pub mod report;
-pub mod rng;
 pub mod scenario;
 pub mod schedule;
 pub mod seed;
@@ -41,9 +40,9 @@ use self::cli::{Args, BackendArg};
 use self::driver::Load;
 use self::ops::{Clients, Op};
 use self::report::BackendRun;
-use self::rng::Rng;
 use self::scenario::{Amount, Runner, ScenarioName, Settings};
 use self::services::Endpoints;
+use crate::rng::Rng;
 
 /// CI-sized phases: enough requests to pass every path, short enough for two backends in a couple
 /// of minutes with debug binaries.
@@ -93,9 +92,9 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     );
 
     let mut runs = Vec::new();
-    for (i, backend) in backends.into_iter().enumerate() {
+    for backend in backends {
         let run_id = format!("{:08x}", rng.next_u64() as u32);
-        let backend_rng = rng.fork(i as u64 + 1);
+        let backend_rng = rng.split();
         let context = RunContext {
             args: &args,
             settings: &settings,

@@ -61,6 +61,19 @@ impl Node {
         Node { service, addr, binary, env, child: None }
     }
 
+    /// Sets (or with `None` removes) a variable of the node's environment for its next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(value) => self.env.insert(key.to_owned(), value.to_owned()),
+            None => self.env.remove(key),
+        };
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Starts the process, with `failpoints` armed (`name=actions;…`) if given.
     pub fn start(&mut self, failpoints: Option<&str>) {
         let mut command = Command::new(&self.binary);
@@ -81,6 +94,11 @@ impl Node {
 
     /// Waits until the node answers health SERVING (or fails after `timeout`).
     pub async fn wait_healthy(&self, timeout: Duration) {
+        assert!(self.try_wait_healthy(timeout).await, "{:?} not healthy within {timeout:?}", self.service);
+    }
+
+    /// Waits until the node answers health SERVING; false if it did not within `timeout`.
+    pub async fn try_wait_healthy(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let url = format!("http://{}", self.addr);
         loop {
@@ -92,10 +110,12 @@ impl Node {
                     .await
                     .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
                 if serving {
-                    return;
+                    return true;
                 }
             }
-            assert!(Instant::now() < deadline, "{:?} not healthy within {timeout:?}", self.service);
+            if Instant::now() >= deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

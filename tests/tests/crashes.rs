@@ -9,21 +9,13 @@
 
 use std::time::Duration;
 
-use settle_platform::auth::DEV_ACCOUNT;
 use settle_platform::db::Backend;
-use settle_proto::common::v1::saga_service_client::SagaServiceClient;
-use settle_proto::common::v1::{ListSagasRequest, SagaState};
 use settle_proto::settle::invoices::v1 as pb;
-use settle_proto::settle::invoices::v1::invoice_payment_service_client::InvoicePaymentServiceClient;
-use settle_proto::settle::invoices::v1::invoice_service_client::InvoiceServiceClient;
 use settle_proto::settle::payments::v1 as ppb;
-use settle_proto::settle::payments::v1::payment_attachment_service_client::PaymentAttachmentServiceClient;
-use settle_proto::settle::payments::v1::payment_intent_service_client::PaymentIntentServiceClient;
-use settle_testkit::{authorized, idempotent, internal};
+use settle_tests::api::Api;
 use settle_tests::cluster::{Cluster, eventually};
 use settle_tests::process::Service;
 use tonic::Code;
-use tonic::transport::Channel;
 
 const INVOICE_TOTAL: i64 = 10_000;
 const PAYMENT: i64 = 4_000;
@@ -117,175 +109,31 @@ fn points(op: Op) -> Vec<(Service, &'static str)> {
         .collect()
 }
 
-#[derive(Clone)]
-struct Api {
-    invoices: InvoiceServiceClient<Channel>,
-    invoice_payments: InvoicePaymentServiceClient<Channel>,
-    sagas: SagaServiceClient<Channel>,
-    intents: PaymentIntentServiceClient<Channel>,
-    attachments: PaymentAttachmentServiceClient<Channel>,
+fn api(cluster: &Cluster) -> Api {
+    Api::new(cluster.channel(Service::Invoices), cluster.channel(Service::Payments))
 }
 
-impl Api {
-    fn new(cluster: &Cluster) -> Api {
-        let invoices = cluster.channel(Service::Invoices);
-        let payments = cluster.channel(Service::Payments);
-        Api {
-            invoices: InvoiceServiceClient::new(invoices.clone()),
-            invoice_payments: InvoicePaymentServiceClient::new(invoices.clone()),
-            sagas: SagaServiceClient::new(invoices),
-            intents: PaymentIntentServiceClient::new(payments.clone()),
-            attachments: PaymentAttachmentServiceClient::new(payments),
-        }
+/// An invoice of `total` for `customer`, finalized (open) unless `finalize` is false.
+async fn invoice_of(api: &Api, customer: &str, total: i64, automatic: bool, finalize: bool) -> String {
+    let draft = api.draft(customer, total, automatic).await.unwrap();
+    if !finalize {
+        return draft.id;
     }
+    let open = api.finalize(&draft.id, None).await.unwrap();
+    assert_eq!(open.amount_remaining, total);
+    open.id
+}
 
-    /// An invoice of `total` for `customer`, finalized (open) unless `finalize` is false;
-    /// `charge_automatically` (which gets a default PaymentIntent at finalization) or `send_invoice`.
-    async fn invoice_of(&self, customer: &str, total: i64, automatic: bool, finalize: bool) -> String {
-        let mut invoices = self.invoices.clone();
-        let method = if automatic {
-            pb::InvoiceCollectionMethod::ChargeAutomatically
-        } else {
-            pb::InvoiceCollectionMethod::SendInvoice
-        };
-        let draft = pb::CreateInvoiceRequest {
-            customer: Some(customer.to_owned()),
-            currency: Some("usd".to_owned()),
-            collection_method: Some(method as i32),
-            days_until_due: (!automatic).then_some(30),
-            ..Default::default()
-        };
-        let draft = invoices.create_invoice(authorized(draft)).await.unwrap().into_inner();
-        let lines = pb::AddLinesRequest {
-            id: draft.id.clone(),
-            lines: vec![pb::InvoiceLineParams { amount: Some(total), ..Default::default() }],
-            ..Default::default()
-        };
-        invoices.add_lines(authorized(lines)).await.unwrap();
-        if !finalize {
-            return draft.id;
-        }
-        let finalize = pb::FinalizeInvoiceRequest { id: draft.id.clone(), ..Default::default() };
-        let open = invoices.finalize_invoice(authorized(finalize)).await.unwrap().into_inner();
-        assert_eq!(open.amount_remaining, total);
-        open.id
-    }
-
-    /// A PaymentIntent of `amount` for `customer` that has succeeded.
-    async fn succeeded_intent(&self, customer: &str, amount: i64) -> String {
-        let request = ppb::CreatePaymentIntentRequest {
-            amount,
-            currency: "usd".into(),
-            customer: Some(customer.into()),
-            payment_method: Some("pm_card_visa".into()),
-            confirm: Some(true),
-            ..Default::default()
-        };
-        let intent =
-            self.intents.clone().create_payment_intent(authorized(request)).await.unwrap().into_inner();
-        assert_eq!(intent.status, ppb::PaymentIntentStatus::Succeeded as i32);
-        intent.id
-    }
-
-    async fn attach(&self, invoice: &str, payment: &str, key: &str) -> Result<pb::Invoice, tonic::Status> {
-        let request = pb::AttachPaymentRequest {
-            id: invoice.to_owned(),
-            payment: Some(pb::attach_payment_request::Payment::PaymentIntent(payment.to_owned())),
-            expand: vec![],
-        };
-        self.invoices.clone().attach_payment(idempotent(request, key)).await.map(|r| r.into_inner())
-    }
-
-    /// Runs `op` once under idempotency key `key`.
-    async fn run(&self, case: &Case, key: &str) -> Result<pb::Invoice, tonic::Status> {
-        let mut invoices = self.invoices.clone();
-        let result = match case.op {
-            Op::Attach => return self.attach(&case.invoice, case.payment(), key).await,
-            Op::Detach => {
-                let request = pb::DetachPaymentRequest {
-                    id: case.invoice.clone(),
-                    payment: Some(pb::detach_payment_request::Payment::PaymentIntent(
-                        case.payment().to_owned(),
-                    )),
-                    expand: vec![],
-                };
-                invoices.detach_payment(idempotent(request, key)).await
-            }
-            Op::Reapply => {
-                let request = pb::ReapplyPaymentRequest {
-                    id: case.other_invoice.clone().unwrap(),
-                    payment: Some(pb::reapply_payment_request::Payment::PaymentIntent(
-                        case.payment().to_owned(),
-                    )),
-                    expand: vec![],
-                };
-                invoices.reapply_payment(idempotent(request, key)).await
-            }
-            Op::Pay | Op::PayDefault => {
-                let request = pb::PayInvoiceRequest {
-                    id: case.invoice.clone(),
-                    payment_method: Some("pm_card_visa".to_owned()),
-                    ..Default::default()
-                };
-                invoices.pay_invoice(idempotent(request, key)).await
-            }
-            Op::Finalize => {
-                let request = pb::FinalizeInvoiceRequest { id: case.invoice.clone(), ..Default::default() };
-                invoices.finalize_invoice(idempotent(request, key)).await
-            }
-            Op::Void => {
-                let request = pb::VoidInvoiceRequest { id: case.invoice.clone(), ..Default::default() };
-                invoices.void_invoice(idempotent(request, key)).await
-            }
-        };
-        result.map(|r| r.into_inner())
-    }
-
-    async fn invoice(&self, id: &str) -> pb::Invoice {
-        let request = pb::GetInvoiceRequest { id: id.to_owned(), ..Default::default() };
-        self.invoices.clone().get_invoice(authorized(request)).await.unwrap().into_inner()
-    }
-
-    /// The invoice's invoice payments, all statuses.
-    async fn invoice_payments(&self, invoice: &str) -> Vec<pb::InvoicePayment> {
-        let request = pb::ListInvoicePaymentsRequest {
-            invoice: Some(invoice.to_owned()),
-            limit: Some(100),
-            ..Default::default()
-        };
-        self.invoice_payments
-            .clone()
-            .list_invoice_payments(authorized(request))
-            .await
-            .unwrap()
-            .into_inner()
-            .data
-    }
-
-    /// The payment's live (reserved or confirmed) attachment in payments.
-    async fn attachment(&self, payment: &str) -> Option<ppb::Attachment> {
-        let request = ppb::GetAttachmentRequest { payment: payment.to_owned() };
-        match self.attachments.clone().get_attachment(internal(request, DEV_ACCOUNT)).await {
-            Ok(response) => Some(response.into_inner()),
-            Err(status) if status.code() == Code::NotFound => None,
-            Err(status) => panic!("GetAttachment: {status:?}"),
-        }
-    }
-
-    /// The sagas not yet ended.
-    async fn live_sagas(&self) -> Vec<settle_proto::common::v1::Saga> {
-        let response = self
-            .sagas
-            .clone()
-            .list_sagas(authorized(ListSagasRequest { limit: Some(100), ..Default::default() }))
-            .await
-            .unwrap()
-            .into_inner();
-        response
-            .data
-            .into_iter()
-            .filter(|s| s.state != SagaState::Succeeded as i32 && s.state != SagaState::Failed as i32)
-            .collect()
+/// Runs the case's operation once under idempotency key `key`.
+async fn run(api: &Api, case: &Case, key: &str) -> Result<pb::Invoice, tonic::Status> {
+    let key = Some(key);
+    match case.op {
+        Op::Attach => api.attach(&case.invoice, case.payment(), key).await,
+        Op::Detach => api.detach(&case.invoice, case.payment(), key).await,
+        Op::Reapply => api.reapply(case.other_invoice.as_deref().unwrap(), case.payment(), key).await,
+        Op::Pay | Op::PayDefault => api.pay(&case.invoice, key).await,
+        Op::Finalize => api.finalize(&case.invoice, key).await,
+        Op::Void => api.void(&case.invoice, key).await,
     }
 }
 
@@ -306,20 +154,20 @@ impl Case {
     async fn prepare(api: &Api, op: Op, n: usize) -> Case {
         let customer = format!("cus_crash{n}");
         let automatic = matches!(op, Op::PayDefault | Op::Finalize | Op::Void);
-        let invoice = api.invoice_of(&customer, INVOICE_TOTAL, automatic, op != Op::Finalize).await;
+        let invoice = invoice_of(api, &customer, INVOICE_TOTAL, automatic, op != Op::Finalize).await;
         let other_invoice = if op == Op::Reapply {
-            Some(api.invoice_of(&customer, INVOICE_TOTAL, automatic, true).await)
+            Some(invoice_of(api, &customer, INVOICE_TOTAL, automatic, true).await)
         } else {
             None
         };
         let payment = if matches!(op, Op::Attach | Op::Detach | Op::Reapply) {
-            Some(api.succeeded_intent(&customer, PAYMENT).await)
+            Some(succeeded_intent(api, &customer).await)
         } else {
             None
         };
         let case = Case { op, customer, invoice, other_invoice, payment };
         if matches!(op, Op::Detach | Op::Reapply) {
-            api.attach(&case.invoice, case.payment(), &format!("setup-{n}")).await.unwrap();
+            api.attach(&case.invoice, case.payment(), Some(&format!("setup-{n}"))).await.unwrap();
         }
         case
     }
@@ -339,6 +187,13 @@ impl Case {
     }
 }
 
+/// A PaymentIntent of [`PAYMENT`] for `customer` that has succeeded.
+async fn succeeded_intent(api: &Api, customer: &str) -> String {
+    let intent = api.intent(customer, PAYMENT, Some("pm_card_visa")).await.unwrap();
+    assert_eq!(intent.status, ppb::PaymentIntentStatus::Succeeded as i32);
+    intent.id
+}
+
 /// Whether the client should repeat its request: the first attempt's answer was lost, or the
 /// saga is still being finished.
 fn worth_repeating(status: &tonic::Status) -> bool {
@@ -349,7 +204,7 @@ fn worth_repeating(status: &tonic::Status) -> bool {
 }
 
 async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point: &str, n: usize) {
-    let api = Api::new(cluster);
+    let api = api(cluster);
     let case = Case::prepare(&api, op, n).await;
     let key = format!("crash-{n}");
 
@@ -364,7 +219,7 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
             other_invoice: case.other_invoice.clone(),
             payment: case.payment.clone(),
         };
-        tokio::spawn(async move { api.run(&case, &case_key).await })
+        tokio::spawn(async move { run(&api, &case, &case_key).await })
     };
     if !cluster.crashed(victim, Duration::from_secs(15)).await {
         let answer = tokio::time::timeout(Duration::from_secs(5), first).await;
@@ -375,7 +230,7 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
 
     // The client repeats the request with the same key until it has the outcome.
     let answer = eventually(Duration::from_secs(30), || async {
-        match api.run(&case, &key).await {
+        match run(&api, &case, &key).await {
             Ok(invoice) => Some(invoice),
             Err(status) if worth_repeating(&status) => None,
             Err(status) => panic!("{op:?} crashed at {point}: the repeat failed: {status:?}"),
@@ -385,7 +240,7 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
     .unwrap_or_else(|| panic!("{op:?} crashed at {point}: no outcome within 30 s"));
 
     let live = eventually(Duration::from_secs(30), || async {
-        let live = api.live_sagas().await;
+        let live = api.live_sagas().await.unwrap();
         live.is_empty().then_some(())
     })
     .await;
@@ -395,12 +250,12 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
     let (counted_on, amounts) = case.expected();
     let mut live_payments = Vec::new();
     for (invoice, amount_paid) in &amounts {
-        let doc = api.invoice(invoice).await;
+        let doc = api.invoice(invoice).await.unwrap();
         assert_eq!(doc.amount_paid, *amount_paid, "{op:?} crashed at {point}: amount_paid of {invoice}");
         if op != Op::Void {
             assert_eq!(doc.amount_remaining, INVOICE_TOTAL - amount_paid, "{op:?} crashed at {point}");
         }
-        let payments = api.invoice_payments(invoice).await;
+        let payments = api.invoice_payments(invoice).await.unwrap();
         let paid: i64 = payments
             .iter()
             .filter(|p| p.status == pb::InvoicePaymentStatus::Paid as i32)
@@ -413,7 +268,7 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
     let counted = |p: &pb::InvoicePayment| p.payment.as_ref().and_then(|a| a.payment_intent.clone());
     match op {
         Op::Attach | Op::Detach | Op::Reapply => {
-            let attachment = api.attachment(case.payment()).await;
+            let attachment = api.attachment(case.payment()).await.unwrap();
             match counted_on {
                 Some(invoice) => {
                     let attachment =
@@ -438,21 +293,10 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
         }
         Op::Pay | Op::PayDefault | Op::Finalize | Op::Void => {
             // One PaymentIntent for the invoice, whatever was repeated: charged (or prepared) once.
-            let request = ppb::ListPaymentIntentsRequest {
-                customer: Some(case.customer.clone()),
-                ..Default::default()
-            };
-            let intents = api
-                .intents
-                .clone()
-                .list_payment_intents(authorized(request))
-                .await
-                .unwrap()
-                .into_inner()
-                .data;
+            let intents = api.all_intents(Some(&case.customer)).await.unwrap();
             assert_eq!(intents.len(), 1, "{op:?} crashed at {point}: {} PaymentIntents", intents.len());
             let intent = &intents[0];
-            let attachment = api.attachment(&intent.id).await;
+            let attachment = api.attachment(&intent.id).await.unwrap();
             let (status, attached) = match op {
                 Op::Pay | Op::PayDefault => (ppb::PaymentIntentStatus::Succeeded, true),
                 Op::Finalize => (ppb::PaymentIntentStatus::RequiresPaymentMethod, true),
@@ -477,16 +321,12 @@ async fn crash_and_recover(cluster: &mut Cluster, op: Op, victim: Service, point
                 _ => pb::InvoiceStatus::Void,
             };
             assert_eq!(
-                api.invoice(&case.invoice).await.status,
+                api.invoice(&case.invoice).await.unwrap().status,
                 Some(expected_status as i32),
                 "{op:?} at {point}"
             );
             if op == Op::Finalize {
-                let request = pb::GetInvoiceRequest {
-                    id: case.invoice.clone(),
-                    expand: vec!["confirmation_secret".to_owned()],
-                };
-                let doc = api.invoices.clone().get_invoice(authorized(request)).await.unwrap().into_inner();
+                let doc = api.invoice_with_secret(&case.invoice).await.unwrap();
                 let secret = doc.confirmation_secret.expect("a confirmation secret");
                 assert_eq!(Some(secret.client_secret), intent.client_secret);
             }

@@ -156,12 +156,32 @@ impl From<ApiError> for Status {
 /// anything else INTERNAL.
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                ApiError::unavailable("The database is unavailable", &error)
-            }
-            _ => ApiError::internal("A database operation failed", &error),
+        if is_transient(&error) {
+            ApiError::unavailable("The database is unavailable", &error)
+        } else {
+            ApiError::internal("A database operation failed", &error)
         }
+    }
+}
+
+/// Whether a database error says nothing about the request, only that this attempt could not
+/// run: a lost or refused connection, the server shutting down, a serialization failure or
+/// deadlock (PostgreSQL SQLSTATE classes 08, 40, 57P), a busy or locked SQLite database. The
+/// transaction was rolled back, so the caller may retry.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("40")
+                || code.starts_with("57P")
+                // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+                || code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+        }),
+        _ => false,
     }
 }
 

@@ -3,5 +3,6 @@
 pub mod amounts;
 pub mod balance;
 pub mod charge;
+pub mod credit;
 pub mod invoice;
 pub mod numbering;

@@ -4,6 +4,7 @@
 //! amounts back, so every code path recomputes the amount fields the same way.
 
 pub mod balance;
+pub mod credit;
 pub mod lines;
 
 use settle_money::{Amount, AmountError};

@@ -7,6 +7,7 @@ use settle_platform::config::ConfigError;
 use settle_platform::server::ServerError;
 use settle_platform::startup::{Foundation, StartupError};
 use settle_proto::common::v1::saga_service_server::SagaServiceServer;
+use settle_proto::settle::invoices::v1::credit_note_ledger_service_server::CreditNoteLedgerServiceServer;
 use settle_proto::settle::invoices::v1::customer_balance_service_server::CustomerBalanceServiceServer;
 use settle_proto::settle::invoices::v1::invoice_item_service_server::InvoiceItemServiceServer;
 use settle_proto::settle::invoices::v1::invoice_payment_service_server::InvoicePaymentServiceServer;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::applications::{self, attach::AttachSaga, detach::DetachSaga, pay::PaySaga, reapply::ReapplySaga};
 use crate::config::InvoicesConfig;
+use crate::grpc::CreditLedgerApi;
 use crate::grpc::{AppState, InvoicePaymentsApi};
 use crate::grpc::{CustomerBalanceApi, InvoiceItemsApi, InvoicesApi};
 use crate::peers::Payments;
@@ -62,6 +64,8 @@ impl Application {
             .add_service(InvoiceServiceServer::new(InvoicesApi::new(state.clone())))
             .add_service(InvoiceItemServiceServer::new(InvoiceItemsApi::new(state.clone())))
             .add_service(CustomerBalanceServiceServer::new(CustomerBalanceApi::new(state.clone())))
+            // Saga-facing: only the credit-notes service (the internal key) may call it.
+            .add_internal_service(CreditNoteLedgerServiceServer::new(CreditLedgerApi::new(state.clone())))
             .add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state)))
             .add_service(SagaServiceServer::new(SagaLogService::new(db)));
         Ok(Application { foundation })

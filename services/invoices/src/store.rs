@@ -2,6 +2,7 @@
 //! transaction, so one use case composes several writes and commits once.
 
 pub mod balance;
+pub mod invoice_credits;
 pub mod invoice_items;
 pub mod invoice_lines;
 pub mod invoice_lists;

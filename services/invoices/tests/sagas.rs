@@ -376,4 +376,44 @@ backend_tests! {
             }
         }
     };
+
+    a_payment_may_only_take_what_credit_notes_being_issued_leave_of_the_invoice => |database: TestDatabase| async move {
+        use settle_invoices::grpc::CreditLedgerApi;
+        use settle_proto::settle::invoices::v1::credit_note_ledger_service_server::CreditNoteLedgerService;
+        let h = harness(database).await;
+        let invoice = h.open_invoice("cus_a", 1_000).await;
+        // A credit note of 600 is being issued: its credit is reserved, not yet applied.
+        let ledger = CreditLedgerApi::new(h.state.clone());
+        let saga_id = IdPrefix::Saga.generate();
+        let mut reserve = tonic::Request::new(pb::ReserveInvoiceCreditRequest {
+            saga_id: saga_id.clone(),
+            invoice: invoice.id.clone(),
+            credit_note: IdPrefix::CreditNote.generate(),
+            amount: 600,
+            ..Default::default()
+        });
+        reserve.extensions_mut().insert(Principal::new(DEV_ACCOUNT, false, true));
+        let credit = ledger.reserve_invoice_credit(reserve).await.unwrap().into_inner();
+        assert_eq!(credit.pre_payment_amount, 600);
+
+        let too_big = h.intent(500, "cus_a", Some("pm_card_visa")).await;
+        let error = h.attach(&invoice.id, &too_big.id, None).await.unwrap_err();
+        assert_eq!(error.reason_code(), "amount_too_large");
+        assert!(error.message.contains("credit notes being issued"), "{}", error.message);
+        assert_eq!(h.invoice(&invoice.id).await, invoice, "the invoice is unchanged");
+        assert!(h.attachment(&too_big.id).await.is_none(), "payments released the reservation");
+
+        let fits = h.intent(400, "cus_a", Some("pm_card_visa")).await;
+        let paid = h.attach(&invoice.id, &fits.id, None).await.unwrap();
+        assert_eq!((paid.amount_paid, paid.amount_remaining), (400, 600));
+        let mut apply = tonic::Request::new(pb::ApplyInvoiceCreditRequest { saga_id });
+        apply.extensions_mut().insert(Principal::new(DEV_ACCOUNT, false, true));
+        ledger.apply_invoice_credit(apply).await.unwrap();
+        let settled = h.invoice(&invoice.id).await;
+        assert_eq!(
+            (status(&settled), settled.amount_due, settled.amount_remaining, settled.amount_overpaid),
+            (InvoiceStatus::Paid, 400, 0, 0),
+            "the credit took what it reserved and nothing was overpaid"
+        );
+    };
 }

@@ -58,7 +58,7 @@ pub async fn drive(
     clients: &Clients,
     recorder: &Arc<Recorder>,
     stop_at: Option<Instant>,
-    schedule_seed: &mut super::rng::Rng,
+    schedule_seed: &mut crate::rng::Rng,
 ) -> Timing {
     let next = Arc::new(AtomicUsize::new(0));
     let (workers, offsets) = match load {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::ops::Op;
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// Operations and their integer weights; an operation's share is its weight over the total.
 #[derive(Debug, Clone, PartialEq, Eq)]

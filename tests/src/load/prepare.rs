@@ -16,8 +16,8 @@ use tokio::sync::OnceCell;
 use super::ceiling;
 use super::ops::{Clients, Input, Op, PAYMENT_AMOUNT};
 use super::progress;
-use super::rng::Rng;
 use super::seed::Seeded;
+use crate::rng::Rng;
 
 /// What inputs share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -20,9 +20,9 @@ use super::mix::Mix;
 use super::ops::{Clients, Op};
 use super::prepare::{Preparer, Targeting};
 use super::report;
-use super::rng::Rng;
 use super::seed::{Seeded, Seeder};
 use super::stats::{OpSummary, Percentiles, Recorder};
+use crate::rng::Rng;
 
 /// The scenarios, in the order `all` runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

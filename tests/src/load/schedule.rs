@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// How arrivals are spaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -19,7 +19,7 @@ use settle_proto::settle::invoices::v1 as pb;
 
 use super::ops::Clients;
 use super::progress;
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// Invoices of a seeded customer: a listed customer always has full pages.
 const INVOICES_PER_CUSTOMER: u64 = 100;

@@ -22,6 +22,7 @@ use settle_saga::{Ending, Fence, Saga, SagaKind, SagaState, StepFailure, Transit
 use super::effects::{self, PaymentFacts};
 use super::{Context, PaymentKind, StoredRefusal, db_retry, decode, encode, internal_failure, origin};
 use crate::peers::{is_definitive, retry};
+use crate::store::invoice_credits;
 use crate::store::{invoice_payments, invoices};
 
 /// What payments told us about the payment when it reserved or confirmed it.
@@ -76,7 +77,7 @@ pub async fn reserve(
     payment: &str,
     leg: &Leg,
 ) -> Result<Result<Reserved, StoredRefusal>, StepFailure> {
-    settle_platform::faults::hit("invoices.attach.before_reserve");
+    settle_platform::faults::hit("invoices.attach.before_reserve").await;
     let request = payments_pb::ReserveAttachmentRequest {
         payment: payment.to_owned(),
         invoice: leg.invoice.clone(),
@@ -87,7 +88,7 @@ pub async fn reserve(
     let mut client = ctx.payments.attachments.clone();
     match client.reserve_attachment(ctx.payments.request(&saga.account, saga.livemode, request)).await {
         Ok(response) => {
-            settle_platform::faults::hit("invoices.attach.after_reserve");
+            settle_platform::faults::hit("invoices.attach.after_reserve").await;
             let attachment = response.into_inner();
             if attachment.status == payments_pb::AttachmentStatus::Released as i32 {
                 // Only this saga's own release can have come first; nothing is reserved.
@@ -119,7 +120,7 @@ pub async fn apply(
     applied: (&'static str, SagaState, Vec<u8>),
     refused: impl FnOnce(StoredRefusal) -> (&'static str, SagaState, Vec<u8>),
 ) -> Result<Transition, StepFailure> {
-    settle_platform::faults::hit("invoices.attach.before_apply");
+    settle_platform::faults::hit("invoices.attach.before_apply").await;
     let Some(reserved) = leg.reserved.clone() else {
         return Err(StepFailure::Retry("apply before reserve".into()));
     };
@@ -140,6 +141,18 @@ pub async fn apply(
         succeeded: reserved.succeeded,
     };
     if let Err(refusal) = effects::guard(&doc, &facts) {
+        let stored = StoredRefusal::from_refusal(&refusal);
+        let (step, state, data) = refused(stored);
+        saga_store::advance(&mut tx, fence, step, &data, state, None).await?;
+        tx.commit().await.map_err(db_retry)?;
+        return Ok(Transition::Committed { step, data, state, result: None });
+    }
+    // Credit notes being issued hold their pre-payment parts of what remains unpaid (read under the
+    // same lock, which every credit-note step takes too): the payment may only take the rest.
+    let reserved_credits = invoice_credits::reserved_pre_payment(&mut *tx, &saga.account, &leg.invoice)
+        .await
+        .map_err(db_retry)?;
+    if let Err(refusal) = effects::guard_reserved_credits(&doc, &facts, reserved_credits) {
         let stored = StoredRefusal::from_refusal(&refusal);
         let (step, state, data) = refused(stored);
         saga_store::advance(&mut tx, fence, step, &data, state, None).await?;
@@ -185,7 +198,7 @@ pub async fn apply(
     if wrote_events {
         ctx.hub.committed();
     }
-    settle_platform::faults::hit("invoices.attach.after_apply");
+    settle_platform::faults::hit("invoices.attach.after_apply").await;
     Ok(Transition::Committed { step, data, state, result: Some(result) })
 }
 
@@ -197,13 +210,13 @@ pub async fn confirm(
     key: &str,
     payment: &str,
 ) -> Result<Option<Reserved>, StepFailure> {
-    settle_platform::faults::hit("invoices.attach.before_confirm");
+    settle_platform::faults::hit("invoices.attach.before_confirm").await;
     let request =
         payments_pb::ConfirmAttachmentRequest { payment: payment.to_owned(), saga_id: key.to_owned() };
     let mut client = ctx.payments.attachments.clone();
     match client.confirm_attachment(ctx.payments.request(&saga.account, saga.livemode, request)).await {
         Ok(response) => {
-            settle_platform::faults::hit("invoices.attach.after_confirm");
+            settle_platform::faults::hit("invoices.attach.after_confirm").await;
             Ok(Some(reserved_from(&response.into_inner())))
         }
         Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(None),
@@ -259,7 +272,7 @@ pub async fn release(
     payment: &str,
     attach_saga: &str,
 ) -> Result<(), StepFailure> {
-    settle_platform::faults::hit("invoices.release.before_release");
+    settle_platform::faults::hit("invoices.release.before_release").await;
     let request = payments_pb::ReleaseAttachmentRequest {
         payment: payment.to_owned(),
         saga_id: attach_saga.to_owned(),
@@ -267,7 +280,7 @@ pub async fn release(
     let mut client = ctx.payments.attachments.clone();
     match client.release_attachment(ctx.payments.request(&saga.account, saga.livemode, request)).await {
         Ok(_) => {
-            settle_platform::faults::hit("invoices.release.after_release");
+            settle_platform::faults::hit("invoices.release.after_release").await;
             Ok(())
         }
         // A release must happen: every failure, even a refusal, is retried until it goes through.

@@ -138,7 +138,7 @@ pub async fn cancel_open_default(
         }
         Err(status) => return Err(unavailable(status)),
     }
-    settle_platform::faults::hit("invoices.default.after_cancel");
+    settle_platform::faults::hit("invoices.default.after_cancel").await;
     Ok(Some(intent))
 }
 

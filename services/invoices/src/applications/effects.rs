@@ -86,6 +86,30 @@ pub fn guard(doc: &pb::Invoice, payment: &PaymentFacts) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The amount guard once more, with what credit notes being issued have reserved of the unpaid
+/// amount (the pre-payment parts of the invoice's reserved credits, `reserved_credits`) taken out:
+/// when they are applied they take that part, so a payment may only take the rest.
+pub fn guard_reserved_credits(
+    doc: &pb::Invoice,
+    payment: &PaymentFacts,
+    reserved_credits: i64,
+) -> Result<(), Refusal> {
+    let room = doc.amount_remaining.saturating_sub(reserved_credits).max(0);
+    if reserved_credits > 0 && payment.amount.get() > room {
+        return Err(Refusal::precondition(
+            ErrorReason::AmountTooLarge,
+            None,
+            format!(
+                "The payment of {} is larger than the invoice's unpaid amount of {} less the {} that credit notes being issued will take; a payment is applied whole.",
+                money(payment.amount.get(), &doc.currency),
+                money(doc.amount_remaining, &doc.currency),
+                money(reserved_credits, &doc.currency)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `12.34 USD` for messages.
 fn money(minor: i64, currency: &str) -> String {
     let exponent = Currency::parse(currency).map_or(2, Currency::exponent);
@@ -386,6 +410,17 @@ mod tests {
         let mut paid = doc.clone();
         model::set_status(&mut paid, InvoiceStatus::Paid);
         assert_eq!(guard(&paid, &facts(10, true)).unwrap_err().reason, ErrorReason::InvoiceNotOpen);
+    }
+
+    #[test]
+    fn credits_being_issued_keep_their_part_of_what_remains() {
+        let doc = open_invoice(1_000);
+        assert!(guard_reserved_credits(&doc, &facts(1_000, true), 0).is_ok());
+        assert!(guard_reserved_credits(&doc, &facts(400, false), 600).is_ok());
+        let refusal = guard_reserved_credits(&doc, &facts(401, true), 600).unwrap_err();
+        assert_eq!((refusal.code, refusal.reason), (Code::FailedPrecondition, ErrorReason::AmountTooLarge));
+        assert!(refusal.message.contains("less the 6.00 USD"), "{}", refusal.message);
+        assert!(guard_reserved_credits(&doc, &facts(1, true), 1_500).is_err(), "nothing is left");
     }
 
     #[test]

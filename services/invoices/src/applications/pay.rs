@@ -74,7 +74,7 @@ async fn create_intent(
     saga: &Saga,
     data: &PayData,
 ) -> Result<Result<payments_pb::PaymentIntent, StoredRefusal>, StepFailure> {
-    settle_platform::faults::hit("invoices.pay.before_create_intent");
+    settle_platform::faults::hit("invoices.pay.before_create_intent").await;
     let request = payments_pb::CreatePaymentIntentRequest {
         amount: data.amount,
         currency: data.leg.currency.clone(),
@@ -92,7 +92,7 @@ async fn create_intent(
     let mut client = ctx.payments.intents.clone();
     match client.create_payment_intent(request).await {
         Ok(response) => {
-            settle_platform::faults::hit("invoices.pay.after_create_intent");
+            settle_platform::faults::hit("invoices.pay.after_create_intent").await;
             Ok(Ok(response.into_inner()))
         }
         Err(status) if is_definitive(&status) => Ok(Err(StoredRefusal::from_status(&status))),
@@ -106,7 +106,7 @@ async fn confirm_intent(
     saga: &Saga,
     data: &PayData,
 ) -> Result<Result<payments_pb::PaymentIntent, StoredRefusal>, StepFailure> {
-    settle_platform::faults::hit("invoices.pay.before_confirm_intent");
+    settle_platform::faults::hit("invoices.pay.before_confirm_intent").await;
     let request = payments_pb::ConfirmPaymentIntentRequest {
         id: data.intent.clone().unwrap_or_default(),
         payment_method: data.payment_method.clone(),
@@ -119,7 +119,7 @@ async fn confirm_intent(
     let mut client = ctx.payments.intents.clone();
     match client.confirm_payment_intent(request).await {
         Ok(response) => {
-            settle_platform::faults::hit("invoices.pay.after_confirm_intent");
+            settle_platform::faults::hit("invoices.pay.after_confirm_intent").await;
             Ok(Ok(response.into_inner()))
         }
         Err(status) if is_definitive(&status) => Ok(Err(StoredRefusal::from_status(&status))),

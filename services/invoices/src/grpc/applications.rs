@@ -279,7 +279,7 @@ async fn attach_payment_saga(
         .await
         .map_err(recorded_twice)?;
     tx.commit().await?;
-    settle_platform::faults::hit("invoices.attach.after_record");
+    settle_platform::faults::hit("invoices.attach.after_record").await;
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -392,7 +392,7 @@ async fn detach_payment_saga(
     if !effects.events.is_empty() {
         state.hub.committed();
     }
-    settle_platform::faults::hit("invoices.detach.after_unapply");
+    settle_platform::faults::hit("invoices.detach.after_unapply").await;
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -500,7 +500,7 @@ async fn reapply_payment_saga(
         .map_err(recorded_twice)?;
     tx.commit().await?;
     state.hub.committed();
-    settle_platform::faults::hit("invoices.reapply.after_unapply");
+    settle_platform::faults::hit("invoices.reapply.after_unapply").await;
     respond(state.runner.drive(saga, fence).await)
 }
 
@@ -586,7 +586,10 @@ async fn pay_invoice_saga(
     if !status.takes_payments() {
         return Err(invoice_not_open(&doc.id, status));
     }
-    if doc.amount_remaining <= 0 {
+    // Credit notes being issued will take their pre-payment part off what is owed.
+    let owed = doc.amount_remaining
+        - crate::store::invoice_credits::reserved_pre_payment(&mut *tx, ctx.account(), &doc.id).await?;
+    if owed <= 0 {
         return Err(ApiError::failed_precondition(
             ErrorReason::InvoiceNotOpen,
             format!("Invoice {} has nothing left to pay.", doc.id),
@@ -609,7 +612,7 @@ async fn pay_invoice_saga(
     let mut data = PayData {
         mode: PayMode::Charge,
         payment_method: Some(payment_method),
-        amount: doc.amount_remaining,
+        amount: owed,
         description: format!("Payment for invoice {}", doc.number.clone().unwrap_or_else(|| doc.id.clone())),
         off_session: req.off_session,
         intent: None,
@@ -627,7 +630,7 @@ async fn pay_invoice_saga(
     if let Some(default) = invoice_payments::open_default(&mut *tx, ctx.account(), &doc.id).await? {
         // The default payment finalization prepared is open for what is owed: confirm it.
         let intent = default.payment.as_ref().and_then(|p| p.payment_intent.clone());
-        if default.amount_requested == doc.amount_remaining && intent.is_some() {
+        if default.amount_requested == owed && intent.is_some() {
             data.mode = PayMode::ConfirmDefault;
             data.intent = intent;
             data.leg.invoice_payment = default.id.clone();
@@ -661,6 +664,6 @@ async fn pay_invoice_saga(
         let runner = state.runner.clone();
         tokio::spawn(async move { runner.drive(release, release_fence).await });
     }
-    settle_platform::faults::hit("invoices.pay.after_record");
+    settle_platform::faults::hit("invoices.pay.after_record").await;
     respond(state.runner.drive(saga, fence).await)
 }

@@ -235,7 +235,7 @@ impl InvoicesApi {
         };
         let response = op.commit(state, ctx, expand).await?;
         let Some((saga, fence)) = prepared else { return Ok(response) };
-        settle_platform::faults::hit("invoices.finalize.after_commit");
+        settle_platform::faults::hit("invoices.finalize.after_commit").await;
         // Inline for the confirmation secret; if payments cannot answer now, recovery finishes it.
         let _ = state.runner.drive(saga, fence).await;
         if !expand.confirmation_secret && !expand.payments {

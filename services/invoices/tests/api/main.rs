@@ -3,6 +3,7 @@
 // Test code: a panic is a clear failure, so unwrap and expect are fine here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod credit_ledger;
 mod customer_balance;
 mod helpers;
 mod invoice_items;

@@ -196,9 +196,9 @@ impl AttachmentsApi {
                 error.into()
             });
         }
-        settle_platform::faults::hit("payments.reserve.before_commit");
+        settle_platform::faults::hit("payments.reserve.before_commit").await;
         tx.commit().await?;
-        settle_platform::faults::hit("payments.reserve.after_commit");
+        settle_platform::faults::hit("payments.reserve.after_commit").await;
         tracing::debug!(payment = %row.payment, invoice = %row.invoice, saga_id = %row.saga_id, "payment reserved");
         Ok(render(&row, Some(&snapshot)))
     }
@@ -233,9 +233,9 @@ impl AttachmentsApi {
             store::set_status(&mut tx, ctx.account(), &row.id, next, row.updated).await?;
             row.status = next.as_str().to_owned();
         }
-        settle_platform::faults::hit("payments.confirm.before_commit");
+        settle_platform::faults::hit("payments.confirm.before_commit").await;
         tx.commit().await?;
-        settle_platform::faults::hit("payments.confirm.after_commit");
+        settle_platform::faults::hit("payments.confirm.after_commit").await;
         Ok(render(&row, Some(&snapshot)))
     }
 
@@ -279,9 +279,9 @@ impl AttachmentsApi {
                 row
             }
         };
-        settle_platform::faults::hit("payments.release.before_commit");
+        settle_platform::faults::hit("payments.release.before_commit").await;
         tx.commit().await?;
-        settle_platform::faults::hit("payments.release.after_commit");
+        settle_platform::faults::hit("payments.release.after_commit").await;
         tracing::debug!(payment = %row.payment, saga_id = %row.saga_id, "payment released");
         Ok(render(&row, Some(&snapshot)))
     }

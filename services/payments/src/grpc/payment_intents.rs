@@ -121,7 +121,7 @@ where
     append_events(&mut tx, state, ctx, &doc, &events).await?;
     pending.record(&mut tx, &doc).await?;
     tx.commit().await?;
-    settle_platform::faults::hit("payments.intent_change.after_commit");
+    settle_platform::faults::hit("payments.intent_change.after_commit").await;
     if !events.is_empty() {
         state.hub.committed();
     }
@@ -217,7 +217,7 @@ impl PaymentIntentsApi {
         append_events(&mut tx, state, ctx, &doc, &events).await?;
         pending.record(&mut tx, &doc).await?;
         tx.commit().await?;
-        settle_platform::faults::hit("payments.create_intent.after_commit");
+        settle_platform::faults::hit("payments.create_intent.after_commit").await;
         state.hub.committed();
         Ok(doc)
     }

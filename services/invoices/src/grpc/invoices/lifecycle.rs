@@ -14,6 +14,7 @@ use crate::domain::invoice::{InvoiceStatus, Settlement, settle};
 use crate::grpc::AppState;
 use crate::model::{recompute, set_status};
 use crate::store::balance::{self, Posting};
+use crate::store::invoice_credits;
 use crate::store::{StoreError, invoice_numbers, invoice_payments};
 
 /// Days a `send_invoice` invoice finalized without a due date has to be paid (Stripe's default
@@ -131,6 +132,12 @@ pub(crate) async fn void(
     }
     if op.doc.pre_payment_credit_notes_amount > 0 || op.doc.post_payment_credit_notes_amount > 0 {
         return Err(state_unsupported("This invoice has credit notes; void them before voiding it."));
+    }
+    // Also a credit note still being issued (a reserved credit, which no amount shows yet).
+    if invoice_credits::has_live(&mut *op.tx, ctx.account(), &op.doc.id).await? {
+        return Err(state_unsupported(
+            "This invoice has credit notes that are issued or being issued; void them, or let their issue finish, before voiding it.",
+        ));
     }
     let amounts = recompute(&mut op.doc)?;
     let returned = ledger::returned_at_void(&amounts).map_err(StoreError::from)?;

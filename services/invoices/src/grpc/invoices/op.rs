@@ -122,6 +122,8 @@ pub(crate) enum InvoiceEvent {
     Paid,
     Voided,
     MarkedUncollectible,
+    /// `invoice.overpaid` (a credit note's pre-payment part landing on an invoice paid meanwhile).
+    Overpaid,
 }
 
 impl InvoiceEvent {
@@ -133,6 +135,7 @@ impl InvoiceEvent {
             InvoiceEvent::Paid => "invoice.paid",
             InvoiceEvent::Voided => "invoice.voided",
             InvoiceEvent::MarkedUncollectible => "invoice.marked_uncollectible",
+            InvoiceEvent::Overpaid => "invoice.overpaid",
         }
     }
 }

@@ -1,0 +1,354 @@
+//! The public (and, where a check needs it, internal) gRPC API of a running suite, as the crash
+//! tests, the chaos tool and the load tool call it: one place that knows how to make an open
+//! invoice, a succeeded payment, or page through everything an account has.
+
+use settle_platform::auth::DEV_ACCOUNT;
+use settle_proto::common::v1::saga_service_client::SagaServiceClient;
+use settle_proto::common::v1::{ListSagasRequest, Saga, SagaState};
+use settle_proto::events::v1::event_service_client::EventServiceClient;
+use settle_proto::events::v1::{Event, ListEventsRequest};
+use settle_proto::settle::invoices::v1 as pb;
+use settle_proto::settle::invoices::v1::customer_balance_service_client::CustomerBalanceServiceClient;
+use settle_proto::settle::invoices::v1::invoice_payment_service_client::InvoicePaymentServiceClient;
+use settle_proto::settle::invoices::v1::invoice_service_client::InvoiceServiceClient;
+use settle_proto::settle::payments::v1 as ppb;
+use settle_proto::settle::payments::v1::payment_attachment_service_client::PaymentAttachmentServiceClient;
+use settle_proto::settle::payments::v1::payment_intent_service_client::PaymentIntentServiceClient;
+use settle_proto::settle::payments::v1::refund_service_client::RefundServiceClient;
+use settle_proto::settle::payments::v1::test_helper_service_client::TestHelperServiceClient;
+use settle_testkit::{authorized, idempotent, internal};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// A page size for reading everything.
+const PAGE: i32 = 100;
+
+/// Clients of the three services, for the development account.
+#[derive(Clone)]
+pub struct Api {
+    pub invoices: InvoiceServiceClient<Channel>,
+    pub invoice_payments: InvoicePaymentServiceClient<Channel>,
+    pub balances: CustomerBalanceServiceClient<Channel>,
+    pub invoice_sagas: SagaServiceClient<Channel>,
+    pub invoice_events: EventServiceClient<Channel>,
+    pub intents: PaymentIntentServiceClient<Channel>,
+    pub attachments: PaymentAttachmentServiceClient<Channel>,
+    pub test_helpers: TestHelperServiceClient<Channel>,
+    pub refunds: RefundServiceClient<Channel>,
+    pub payment_events: EventServiceClient<Channel>,
+}
+
+/// The request, with an idempotency key when one is given.
+fn keyed<T>(message: T, key: Option<&str>) -> Request<T> {
+    match key {
+        Some(key) => idempotent(message, key),
+        None => authorized(message),
+    }
+}
+
+impl Api {
+    pub fn new(invoices: Channel, payments: Channel) -> Api {
+        Api {
+            invoices: InvoiceServiceClient::new(invoices.clone()),
+            invoice_payments: InvoicePaymentServiceClient::new(invoices.clone()),
+            balances: CustomerBalanceServiceClient::new(invoices.clone()),
+            invoice_sagas: SagaServiceClient::new(invoices.clone()),
+            invoice_events: EventServiceClient::new(invoices),
+            intents: PaymentIntentServiceClient::new(payments.clone()),
+            attachments: PaymentAttachmentServiceClient::new(payments.clone()),
+            test_helpers: TestHelperServiceClient::new(payments.clone()),
+            refunds: RefundServiceClient::new(payments.clone()),
+            payment_events: EventServiceClient::new(payments),
+        }
+    }
+
+    /// A draft of `total` in usd for `customer`, `charge_automatically` (which gets a default
+    /// PaymentIntent at finalization) or `send_invoice` (due in 30 days).
+    pub async fn draft(&self, customer: &str, total: i64, automatic: bool) -> Result<pb::Invoice, Status> {
+        let mut invoices = self.invoices.clone();
+        let method = if automatic {
+            pb::InvoiceCollectionMethod::ChargeAutomatically
+        } else {
+            pb::InvoiceCollectionMethod::SendInvoice
+        };
+        let draft = pb::CreateInvoiceRequest {
+            customer: Some(customer.to_owned()),
+            currency: Some("usd".to_owned()),
+            collection_method: Some(method as i32),
+            days_until_due: (!automatic).then_some(30),
+            ..Default::default()
+        };
+        let draft = invoices.create_invoice(authorized(draft)).await?.into_inner();
+        let lines = pb::AddLinesRequest {
+            id: draft.id.clone(),
+            lines: vec![pb::InvoiceLineParams { amount: Some(total), ..Default::default() }],
+            ..Default::default()
+        };
+        Ok(invoices.add_lines(authorized(lines)).await?.into_inner())
+    }
+
+    pub async fn finalize(&self, invoice: &str, key: Option<&str>) -> Result<pb::Invoice, Status> {
+        let request = pb::FinalizeInvoiceRequest { id: invoice.to_owned(), ..Default::default() };
+        Ok(self.invoices.clone().finalize_invoice(keyed(request, key)).await?.into_inner())
+    }
+
+    /// A PaymentIntent of `amount` in usd for `customer`, confirmed with `payment_method` if given
+    /// (`pm_card_visa` succeeds, `pm_us_bank_account` stays processing).
+    pub async fn intent(
+        &self,
+        customer: &str,
+        amount: i64,
+        payment_method: Option<&str>,
+    ) -> Result<ppb::PaymentIntent, Status> {
+        let request = ppb::CreatePaymentIntentRequest {
+            amount,
+            currency: "usd".into(),
+            customer: Some(customer.into()),
+            payment_method: payment_method.map(str::to_owned),
+            confirm: payment_method.map(|_| true),
+            ..Default::default()
+        };
+        Ok(self.intents.clone().create_payment_intent(authorized(request)).await?.into_inner())
+    }
+
+    /// Ends a `processing` PaymentIntent (a bank debit) as succeeded or failed.
+    pub async fn settle(&self, intent: &str, succeeded: bool) -> Result<ppb::PaymentIntent, Status> {
+        let outcome =
+            if succeeded { ppb::SettlementOutcome::Succeeded } else { ppb::SettlementOutcome::Failed };
+        let request = ppb::SettlePaymentIntentRequest {
+            id: intent.to_owned(),
+            outcome: outcome as i32,
+            ..Default::default()
+        };
+        Ok(self.test_helpers.clone().settle_payment_intent(authorized(request)).await?.into_inner())
+    }
+
+    /// Every refund of `intent`.
+    pub async fn refunds_of(&self, intent: &str) -> Result<Vec<ppb::Refund>, Status> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = ppb::ListRefundsRequest {
+                payment_intent: Some(intent.to_owned()),
+                limit: Some(PAGE),
+                starting_after: after.clone(),
+                ..Default::default()
+            };
+            let page = self.refunds.clone().list_refunds(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|r| r.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                return Ok(all);
+            }
+        }
+    }
+
+    pub async fn attach(
+        &self,
+        invoice: &str,
+        payment: &str,
+        key: Option<&str>,
+    ) -> Result<pb::Invoice, Status> {
+        let request = pb::AttachPaymentRequest {
+            id: invoice.to_owned(),
+            payment: Some(pb::attach_payment_request::Payment::PaymentIntent(payment.to_owned())),
+            expand: vec![],
+        };
+        Ok(self.invoices.clone().attach_payment(keyed(request, key)).await?.into_inner())
+    }
+
+    pub async fn detach(
+        &self,
+        invoice: &str,
+        payment: &str,
+        key: Option<&str>,
+    ) -> Result<pb::Invoice, Status> {
+        let request = pb::DetachPaymentRequest {
+            id: invoice.to_owned(),
+            payment: Some(pb::detach_payment_request::Payment::PaymentIntent(payment.to_owned())),
+            expand: vec![],
+        };
+        Ok(self.invoices.clone().detach_payment(keyed(request, key)).await?.into_inner())
+    }
+
+    /// Moves `payment` from the invoice that counts it to `invoice`.
+    pub async fn reapply(
+        &self,
+        invoice: &str,
+        payment: &str,
+        key: Option<&str>,
+    ) -> Result<pb::Invoice, Status> {
+        let request = pb::ReapplyPaymentRequest {
+            id: invoice.to_owned(),
+            payment: Some(pb::reapply_payment_request::Payment::PaymentIntent(payment.to_owned())),
+            expand: vec![],
+        };
+        Ok(self.invoices.clone().reapply_payment(keyed(request, key)).await?.into_inner())
+    }
+
+    /// PayInvoice with `pm_card_visa`.
+    pub async fn pay(&self, invoice: &str, key: Option<&str>) -> Result<pb::Invoice, Status> {
+        let request = pb::PayInvoiceRequest {
+            id: invoice.to_owned(),
+            payment_method: Some("pm_card_visa".to_owned()),
+            ..Default::default()
+        };
+        Ok(self.invoices.clone().pay_invoice(keyed(request, key)).await?.into_inner())
+    }
+
+    pub async fn pay_out_of_band(&self, invoice: &str, key: Option<&str>) -> Result<pb::Invoice, Status> {
+        let request = pb::PayInvoiceRequest {
+            id: invoice.to_owned(),
+            paid_out_of_band: Some(true),
+            ..Default::default()
+        };
+        Ok(self.invoices.clone().pay_invoice(keyed(request, key)).await?.into_inner())
+    }
+
+    pub async fn void(&self, invoice: &str, key: Option<&str>) -> Result<pb::Invoice, Status> {
+        let request = pb::VoidInvoiceRequest { id: invoice.to_owned(), ..Default::default() };
+        Ok(self.invoices.clone().void_invoice(keyed(request, key)).await?.into_inner())
+    }
+
+    pub async fn invoice(&self, id: &str) -> Result<pb::Invoice, Status> {
+        let request = pb::GetInvoiceRequest { id: id.to_owned(), ..Default::default() };
+        Ok(self.invoices.clone().get_invoice(authorized(request)).await?.into_inner())
+    }
+
+    /// The invoice with its `confirmation_secret` expanded.
+    pub async fn invoice_with_secret(&self, id: &str) -> Result<pb::Invoice, Status> {
+        let request =
+            pb::GetInvoiceRequest { id: id.to_owned(), expand: vec!["confirmation_secret".to_owned()] };
+        Ok(self.invoices.clone().get_invoice(authorized(request)).await?.into_inner())
+    }
+
+    /// Every invoice payment of `invoice`, all statuses.
+    pub async fn invoice_payments(&self, invoice: &str) -> Result<Vec<pb::InvoicePayment>, Status> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = pb::ListInvoicePaymentsRequest {
+                invoice: Some(invoice.to_owned()),
+                limit: Some(PAGE),
+                starting_after: after.clone(),
+                ..Default::default()
+            };
+            let page =
+                self.invoice_payments.clone().list_invoice_payments(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|p| p.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Every balance transaction of `customer`, oldest first.
+    pub async fn balance_transactions(
+        &self,
+        customer: &str,
+    ) -> Result<Vec<pb::CustomerBalanceTransaction>, Status> {
+        let mut all: Vec<pb::CustomerBalanceTransaction> = Vec::new();
+        let mut after = None;
+        loop {
+            let request = pb::ListBalanceTransactionsRequest {
+                customer: customer.to_owned(),
+                limit: Some(PAGE),
+                starting_after: after.clone(),
+                ..Default::default()
+            };
+            let page =
+                self.balances.clone().list_balance_transactions(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|t| t.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                all.reverse();
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The customer's balance in usd.
+    pub async fn balance(&self, customer: &str) -> Result<i64, Status> {
+        let request =
+            pb::GetCustomerBalanceRequest { customer: customer.to_owned(), currency: Some("usd".to_owned()) };
+        Ok(self.balances.clone().get_customer_balance(authorized(request)).await?.into_inner().balance)
+    }
+
+    /// Every invoice of the account.
+    pub async fn all_invoices(&self) -> Result<Vec<pb::Invoice>, Status> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = pb::ListInvoicesRequest {
+                limit: Some(PAGE),
+                starting_after: after.clone(),
+                ..Default::default()
+            };
+            let page = self.invoices.clone().list_invoices(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|i| i.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Every PaymentIntent of the account (of `customer` if given).
+    pub async fn all_intents(&self, customer: Option<&str>) -> Result<Vec<ppb::PaymentIntent>, Status> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = ppb::ListPaymentIntentsRequest {
+                customer: customer.map(str::to_owned),
+                limit: Some(PAGE),
+                starting_after: after.clone(),
+                ..Default::default()
+            };
+            let page = self.intents.clone().list_payment_intents(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|i| i.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The payment's live (reserved or confirmed) attachment in payments.
+    pub async fn attachment(&self, payment: &str) -> Result<Option<ppb::Attachment>, Status> {
+        let request = ppb::GetAttachmentRequest { payment: payment.to_owned() };
+        match self.attachments.clone().get_attachment(internal(request, DEV_ACCOUNT)).await {
+            Ok(response) => Ok(Some(response.into_inner())),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(status),
+        }
+    }
+
+    /// The invoices service's sagas that have not ended.
+    pub async fn live_sagas(&self) -> Result<Vec<Saga>, Status> {
+        let mut live = Vec::new();
+        for state in [SagaState::Running, SagaState::Compensating] {
+            let request =
+                ListSagasRequest { state: Some(state as i32), limit: Some(PAGE), ..Default::default() };
+            live.extend(self.invoice_sagas.clone().list_sagas(authorized(request)).await?.into_inner().data);
+        }
+        Ok(live)
+    }
+
+    /// Every event of the account on one service's outbox, oldest first.
+    pub async fn all_events(client: &EventServiceClient<Channel>) -> Result<Vec<Event>, Status> {
+        let mut all: Vec<Event> = Vec::new();
+        let mut after = None;
+        loop {
+            let request =
+                ListEventsRequest { limit: Some(PAGE), starting_after: after.clone(), ..Default::default() };
+            let page = client.clone().list_events(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|e| e.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                all.reverse();
+                return Ok(all);
+            }
+        }
+    }
+}
