@@ -21,7 +21,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A saga lease short enough that recovery after a crash is quick, long enough to drive a saga.
 const SAGA_LEASE_MILLIS: &str = "400";
 
-/// How the nodes reach each other: fixed listen addresses (so a proxy can be put in front before
+/// How the nodes reach each other (and what else is in their environment): fixed listen addresses (so a proxy can be put in front before
 /// they start) and, per (caller, callee), the address the caller dials instead of the callee's own.
 #[derive(Default)]
 pub struct Topology {
@@ -29,6 +29,9 @@ pub struct Topology {
     pub payments: Option<SocketAddr>,
     #[allow(clippy::type_complexity)]
     pub route: Option<Box<dyn Fn(Service, Service) -> Option<SocketAddr> + Send + Sync>>,
+    /// Variables added to each node's environment (telemetry endpoints, a metrics address…).
+    #[allow(clippy::type_complexity)]
+    pub env: Option<Box<dyn Fn(Service) -> BTreeMap<String, String> + Send + Sync>>,
 }
 
 /// Three running nodes and their databases.
@@ -58,7 +61,7 @@ impl Cluster {
             topology.route.as_ref().and_then(|route| route(service, callee)).unwrap_or(addr)
         };
         let env = |db: &TestDatabase, service: Service| {
-            BTreeMap::from([
+            let mut env = BTreeMap::from([
                 ("DATABASE_URL".to_owned(), db.url().to_owned()),
                 (
                     "SETTLE_API_KEYS".to_owned(),
@@ -77,7 +80,11 @@ impl Cluster {
                 ("SETTLE_SAGA_RECOVERY_INTERVAL_MILLIS".to_owned(), "50".to_owned()),
                 ("SETTLE_SHUTDOWN_GRACE_SECONDS".to_owned(), "1".to_owned()),
                 ("SETTLE_DATABASE_MAX_CONNECTIONS".to_owned(), "4".to_owned()),
-            ])
+            ]);
+            if let Some(extra) = &topology.env {
+                env.extend(extra(service));
+            }
+            env
         };
         let mut cluster = Cluster {
             payments: Node::new(
@@ -145,6 +152,13 @@ impl Cluster {
         node.kill().await;
         node.start(failpoints);
         node.wait_healthy(START_TIMEOUT).await;
+    }
+
+    /// Stops every node gracefully (SIGTERM: they drain, and flush their spans).
+    pub async fn stop_all(&mut self) {
+        for service in [Service::CreditNotes, Service::Invoices, Service::Payments] {
+            self.node(service).stop().await;
+        }
     }
 
     /// Waits for `service` to crash at an armed fault point; false if it was still running after

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use settle_platform::testing::TestDatabase;
 use settle_tests::process::{Node, Service, free_addr};
+use settle_tests::scrape::scrape;
 
 #[tokio::test]
 async fn nodes_start_die_and_restart() {
@@ -37,24 +38,6 @@ async fn nodes_start_die_and_restart() {
     let payments_stopped = started.elapsed() - invoices_stopped;
     println!("graceful stops: invoices {invoices_stopped:?}, payments {payments_stopped:?}");
     assert!(payments_stopped < Duration::from_secs(10), "no connection of ours held the drain");
-}
-
-/// Fetches `/metrics` from `addr` with a plain HTTP/1.1 request.
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: settle\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
-/// The value of the first sample whose line starts with `name` and mentions every `label`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|line| line.starts_with(name) && labels.iter().all(|label| line.contains(label)))
-        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
 #[tokio::test]
@@ -89,25 +72,27 @@ async fn a_node_serves_prometheus_metrics_of_its_rpcs_pool_and_outbox() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
     // The outbox gauge is read at scrape time; give the sequencer its moment.
-    let mut text = String::new();
+    let mut metrics = scrape(metrics_addr).await;
     for _ in 0..50 {
-        text = scrape(metrics_addr).await;
-        if sample(&text, "settle_outbox_sequenced", &["service=\"payments\""]).unwrap_or(0.0) >= 1.0 {
+        if metrics.get("settle_outbox_sequenced", &[("service", "payments")]).unwrap_or(0.0) >= 1.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = scrape(metrics_addr).await;
     }
-    let method = "rpc_method=\"CreatePaymentIntent\"";
-    let ok = sample(&text, "rpc_server_duration_milliseconds_count", &[method, "rpc_grpc_status_code=\"0\""]);
-    assert_eq!(ok, Some(3.0), "{text}");
-    let invalid =
-        sample(&text, "rpc_server_duration_milliseconds_count", &[method, "rpc_grpc_status_code=\"3\""]);
-    assert_eq!(invalid, Some(1.0), "{text}");
-    let replays = sample(&text, "settle_idempotent_replays_total", &[]);
-    assert_eq!(replays, Some(2.0), "{text}");
-    assert_eq!(sample(&text, "settle_outbox_sequenced", &["service=\"payments\""]), Some(1.0), "{text}");
+    let text = &metrics.text;
+    let count = |code: &str| {
+        metrics.get(
+            "rpc_server_duration_milliseconds_count",
+            &[("rpc_method", "CreatePaymentIntent"), ("rpc_grpc_status_code", code)],
+        )
+    };
+    assert_eq!(count("0"), Some(3.0), "{text}");
+    assert_eq!(count("3"), Some(1.0), "{text}");
+    assert_eq!(metrics.get("settle_idempotent_replays_total", &[]), Some(2.0), "{text}");
+    assert_eq!(metrics.get("settle_outbox_sequenced", &[("service", "payments")]), Some(1.0), "{text}");
     assert!(
-        sample(&text, "settle_db_pool_connections", &["service=\"payments\"", "state=\"idle\""]).is_some(),
+        metrics.get("settle_db_pool_connections", &[("service", "payments"), ("state", "idle")]).is_some(),
         "{text}"
     );
     assert!(!text.contains("grpc.health"), "health checks stay out of the RPC metrics");

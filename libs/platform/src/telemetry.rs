@@ -10,8 +10,14 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// What becomes a span in the exported traces: every RPC and the sagas' steps (debug-level spans
+/// of `settle_saga`, so a trace shows which step made which call), not health checks, not the
+/// libraries' internals.
+const TRACE_FILTER: &str = "info,settle_saga=debug,sqlx=warn,h2=warn,tower=warn,hyper=warn";
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,28 +72,39 @@ pub enum TelemetryError {
 /// unless `OTEL_SERVICE_NAME` overrides it. Call once per process, inside a Tokio runtime.
 pub fn init(service_name: &str, sink: LogSink, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
+    // Each layer has its own filter: `RUST_LOG=warn` quiets the logs without emptying the traces.
+    let log_filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"))
+    };
 
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.trim().is_empty() => Some(tracer_provider(service_name)?),
         _ => None,
     };
-    let otel_layer = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("settle")));
+    let otel_layer = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("settle"))
+            .with_filter(EnvFilter::new(TRACE_FILTER))
+    });
     if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
 
-    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    let registry = tracing_subscriber::registry().with(otel_layer);
     let result = match (sink, format) {
         (LogSink::Discard, _) => registry.try_init(),
-        (LogSink::Stdout, LogFormat::Text) => {
-            registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()
-        }
+        (LogSink::Stdout, LogFormat::Text) => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false).with_filter(log_filter()))
+            .try_init(),
         (LogSink::Stdout, LogFormat::Json) => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_filter(log_filter()),
+            )
             .try_init(),
     };
     result.map_err(TelemetryError::AlreadyInstalled)?;
@@ -143,6 +160,16 @@ impl Injector for TraceParentCarrier {
     }
 }
 
+impl Extractor for TraceParentCarrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        if key == "traceparent" { self.0.as_deref() } else { None }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
 /// Reads propagation fields from HTTP/2 headers (gRPC metadata).
 pub struct HeaderExtractor<'a>(pub &'a http::HeaderMap);
 
@@ -176,6 +203,30 @@ pub fn adopt_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     });
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
+    }
+}
+
+/// The remote span a stored W3C `traceparent` (an event's, a saga's) names, if it is well formed.
+pub fn parse_traceparent(traceparent: &str) -> Option<opentelemetry::trace::SpanContext> {
+    let carrier = TraceParentCarrier(Some(traceparent.to_owned()));
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then_some(span_context)
+}
+
+/// Continues the trace that wrote `traceparent` in `span`: for work done on behalf of exactly one
+/// earlier operation, such as applying the one event it wrote.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(remote) = traceparent.and_then(parse_traceparent) {
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+}
+
+/// Links `span`, in a trace of its own, to the operation `traceparent` names: for work that resumes
+/// an earlier operation much later (a saga recovered after a crash).
+pub fn link_to_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(remote) = traceparent.and_then(parse_traceparent) {
+        span.add_link(remote);
     }
 }
 
@@ -238,6 +289,56 @@ mod tests {
             assert_ne!(sent, TRACEPARENT, "the child span is the new parent");
             assert_eq!(span.in_scope(current_traceparent).as_deref(), Some(sent.as_str()));
         });
+    }
+
+    /// Runs `f` with spans exported to memory; returns what `f` returned and the finished spans.
+    fn exported<R>(f: impl FnOnce() -> R) -> (R, Vec<opentelemetry_sdk::trace::SpanData>) {
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let result = tracing::subscriber::with_default(subscriber, f);
+        let _ = provider.force_flush();
+        (result, exporter.get_finished_spans().unwrap())
+    }
+
+    #[test]
+    fn stored_traceparents_parse_only_when_well_formed() {
+        let remote = parse_traceparent(TRACEPARENT).unwrap();
+        assert_eq!(remote.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(remote.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(remote.is_remote());
+        for bad in ["", "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"] {
+            assert!(parse_traceparent(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn work_for_one_stored_operation_continues_its_trace() {
+        let (trace_id, spans) = exported(|| {
+            let span = tracing::info_span!("process");
+            continue_trace(&span, Some(TRACEPARENT));
+            span.in_scope(current_trace_id)
+        });
+        assert_eq!(trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert!(spans[0].parent_span_is_remote);
+    }
+
+    #[test]
+    fn resumed_work_starts_a_trace_linked_to_the_stored_one() {
+        let (trace_id, spans) = exported(|| {
+            let span = tracing::info_span!("resume");
+            link_to_trace(&span, Some(TRACEPARENT));
+            link_to_trace(&span, Some("not a traceparent"));
+            span.in_scope(current_trace_id)
+        });
+        assert_ne!(trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        let links: Vec<_> = spans[0].links.iter().map(|l| l.span_context.clone()).collect();
+        assert_eq!(links.len(), 1, "{links:?}");
+        assert_eq!(links[0].trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(links[0].span_id().to_string(), "00f067aa0ba902b7");
     }
 
     #[test]

@@ -381,7 +381,8 @@ impl SagaRunner {
                 version: saga.lease_version,
             };
             let span = tracing::info_span!("saga.recover", saga.id = %saga.id, saga.kind = %saga.kind, saga.step = %saga.step, saga.attempts = saga.attempts);
-            link_to_origin(&span, saga.traceparent.as_deref());
+            // A trace of its own (the original request is long over), linked to the request's.
+            settle_platform::telemetry::link_to_trace(&span, saga.traceparent.as_deref());
             let runner = self.clone();
             tokio::spawn(
                 async move {
@@ -403,22 +404,6 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::Failed(_) => "failed",
         Outcome::Pending(_) => "pending",
         Outcome::LostLease => "lost_lease",
-    }
-}
-
-/// A resumed saga's span links to the trace of the request that started it.
-fn link_to_origin(span: &tracing::Span, traceparent: Option<&str>) {
-    use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let Some(traceparent) = traceparent else {
-        return;
-    };
-    let mut carrier = HashMap::new();
-    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
-    let origin = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
-    let span_context = origin.span().span_context().clone();
-    if span_context.is_valid() {
-        span.add_link(span_context);
     }
 }
 

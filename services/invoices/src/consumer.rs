@@ -22,6 +22,7 @@ use settle_proto::settle::invoices::v1 as pb;
 use settle_proto::settle::payments::v1 as payments_pb;
 use settle_saga::{SagaRunner, store::now_millis};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::applications::{Context, detach, effects};
 use crate::store::{invoice_payments, invoices};
@@ -164,7 +165,9 @@ async fn follow(
                 let Some(message) = message? else { break };
                 let Some(event) = message.event else { continue };
                 settle_platform::metrics::consumer_delay("invoices.payments_events", event.created);
-                let applied = apply_event(ctx, runner, holder, &event, &message.cursor).await?;
+                let span = event_span(&event);
+                let applied =
+                    apply_event(ctx, runner, holder, &event, &message.cursor).instrument(span).await?;
                 cursor = message.cursor;
                 unsaved = !applied;
             }
@@ -174,6 +177,24 @@ async fn follow(
         save_cursor(ctx.db.pool(), holder, &cursor).await?;
     }
     Ok(())
+}
+
+/// The span an event is applied under: it continues the trace of the transaction that wrote the
+/// event (one event, one cause), so what invoices does about a payment shows in that payment's
+/// trace, and the invoice events it writes carry the same trace onwards.
+fn event_span(event: &ev::Event) -> tracing::Span {
+    let span = tracing::info_span!(
+        "process",
+        otel.name = format!("process {}", event.r#type),
+        otel.kind = "consumer",
+        messaging.system = "settle",
+        messaging.operation.type = "process",
+        messaging.destination.name = PRODUCER,
+        messaging.message.id = %event.id,
+        settle.event.type = %event.r#type,
+    );
+    settle_platform::telemetry::continue_trace(&span, event.traceparent.as_deref());
+    span
 }
 
 /// What an event means for invoices.
@@ -290,9 +311,12 @@ async fn apply_event(
     }
     if let Some((saga, fence)) = detach_saga {
         let runner = runner.clone();
-        tokio::spawn(async move {
-            runner.drive(saga, fence).await;
-        });
+        tokio::spawn(
+            async move {
+                runner.drive(saga, fence).await;
+            }
+            .in_current_span(),
+        );
     }
     tracing::debug!(payment = %payment, invoice = %doc.id, event = %event.r#type, "applied payments event");
     Ok(true)

@@ -160,6 +160,7 @@ pub async fn run(config: &ChaosConfig, binary: PathBuf) -> Result<Summary, Strin
         route: Some(Box::new(move |caller, callee| {
             routes.iter().find(|(a, b, _)| *a == caller && *b == callee).map(|(_, _, addr)| *addr)
         })),
+        ..Default::default()
     };
     let mut cluster = Cluster::start_with(binary, config.backend, &topology)
         .await

@@ -662,7 +662,10 @@ async fn pay_invoice_saga(
     }
     if let Some((release, release_fence)) = retired {
         let runner = state.runner.clone();
-        tokio::spawn(async move { runner.drive(release, release_fence).await });
+        // In the request's trace: the release's call to payments carries it.
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
+            runner.drive(release, release_fence).await
+        }));
     }
     settle_platform::faults::hit("invoices.pay.after_record").await;
     respond(state.runner.drive(saga, fence).await)
