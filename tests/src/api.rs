@@ -7,6 +7,8 @@ use settle_proto::common::v1::saga_service_client::SagaServiceClient;
 use settle_proto::common::v1::{ListSagasRequest, Saga, SagaState};
 use settle_proto::events::v1::event_service_client::EventServiceClient;
 use settle_proto::events::v1::{Event, ListEventsRequest};
+use settle_proto::settle::creditnotes::v1 as cnpb;
+use settle_proto::settle::creditnotes::v1::credit_note_service_client::CreditNoteServiceClient;
 use settle_proto::settle::invoices::v1 as pb;
 use settle_proto::settle::invoices::v1::customer_balance_service_client::CustomerBalanceServiceClient;
 use settle_proto::settle::invoices::v1::invoice_payment_service_client::InvoicePaymentServiceClient;
@@ -36,6 +38,9 @@ pub struct Api {
     pub test_helpers: TestHelperServiceClient<Channel>,
     pub refunds: RefundServiceClient<Channel>,
     pub payment_events: EventServiceClient<Channel>,
+    /// Set with [`Api::with_credit_notes`].
+    pub credit_notes: Option<CreditNoteServiceClient<Channel>>,
+    pub credit_note_events: Option<EventServiceClient<Channel>>,
 }
 
 /// The request, with an idempotency key when one is given.
@@ -59,6 +64,64 @@ impl Api {
             test_helpers: TestHelperServiceClient::new(payments.clone()),
             refunds: RefundServiceClient::new(payments.clone()),
             payment_events: EventServiceClient::new(payments),
+            credit_notes: None,
+            credit_note_events: None,
+        }
+    }
+
+    /// Adds the credit-notes service.
+    pub fn with_credit_notes(mut self, credit_notes: Channel) -> Api {
+        self.credit_notes = Some(CreditNoteServiceClient::new(credit_notes.clone()));
+        self.credit_note_events = Some(EventServiceClient::new(credit_notes));
+        self
+    }
+
+    fn credit_note_client(&self) -> Result<CreditNoteServiceClient<Channel>, Status> {
+        self.credit_notes.clone().ok_or_else(|| Status::failed_precondition("no credit-notes channel"))
+    }
+
+    /// Issues a credit note of `amount` on `invoice`, refunding `refund_amount` of it and crediting
+    /// `credit_amount` to the customer's balance (the rest reduces what the invoice still owes).
+    pub async fn credit_note(
+        &self,
+        invoice: &str,
+        amount: i64,
+        refund_amount: i64,
+        credit_amount: i64,
+        key: Option<&str>,
+    ) -> Result<cnpb::CreditNote, Status> {
+        let request = cnpb::CreateCreditNoteRequest {
+            invoice: invoice.to_owned(),
+            amount: Some(amount),
+            refund_amount: (refund_amount > 0).then_some(refund_amount),
+            credit_amount: (credit_amount > 0).then_some(credit_amount),
+            ..Default::default()
+        };
+        Ok(self.credit_note_client()?.create_credit_note(keyed(request, key)).await?.into_inner())
+    }
+
+    pub async fn void_credit_note(&self, id: &str, key: Option<&str>) -> Result<cnpb::CreditNote, Status> {
+        let request = cnpb::VoidCreditNoteRequest { id: id.to_owned() };
+        Ok(self.credit_note_client()?.void_credit_note(keyed(request, key)).await?.into_inner())
+    }
+
+    /// Every credit note of `invoice`.
+    pub async fn credit_notes_of(&self, invoice: &str) -> Result<Vec<cnpb::CreditNote>, Status> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = cnpb::ListCreditNotesRequest {
+                invoice: Some(invoice.to_owned()),
+                limit: Some(PAGE),
+                starting_after: after.clone(),
+                ..Default::default()
+            };
+            let page = self.credit_note_client()?.list_credit_notes(authorized(request)).await?.into_inner();
+            after = page.data.last().map(|n| n.id.clone());
+            all.extend(page.data);
+            if !page.has_more {
+                return Ok(all);
+            }
         }
     }
 

@@ -64,6 +64,7 @@ impl Suite {
                     invoices_url: format!("http://{}", invoices.addr()),
                     payments_url: format!("http://{}", payments.addr()),
                 },
+                sagas: Default::default(),
             },
             shutdown.clone(),
         )

@@ -29,6 +29,7 @@ use settle_tests::process::{Node, Service, free_addr};
 
 const INVOICES: &str = "settle-invoices";
 const PAYMENTS: &str = "settle-payments";
+const CREDIT_NOTES: &str = "settle-credit-notes";
 
 fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_settle-node"))
@@ -238,10 +239,45 @@ async fn a_node_flushes_its_spans_when_it_stops_gracefully() {
     span.assert_grpc_server(0);
 }
 
-// The credit note with a refund (issue 6; the credit-notes service is on branch issue6-creditnotes,
-// not on main yet) is the same few lines once it lands: a paid invoice, then
-//   let client = ClientTrace::new();
-//   credit_notes.create_credit_note(client.inject(idempotent(request_with_refund_amount, "k"))).await?;
-//   collector.assert_one_trace(&client, ("settle-credit-notes", "CreateCreditNote"),
-//       &[("settle-invoices", "ReserveInvoiceCredit"), ("settle-invoices", "ApplyInvoiceCredit"),
-//         ("settle-payments", "ClaimRefunds")]).await;
+#[tokio::test]
+async fn a_credit_note_with_a_refund_is_one_trace_across_the_three_services() {
+    let collector = Collector::start().await;
+    let (mut cluster, api) = traced_cluster(&collector).await;
+    let api = api.with_credit_notes(cluster.channel(Service::CreditNotes));
+    let invoice = open_invoice(&api, "cus_trace_cn", 10_000).await;
+    let paid = api.pay(&invoice.id, Some("trace-cn-pay")).await.unwrap();
+    assert_eq!(paid.amount_paid, 10_000);
+
+    // 3 000 back: 2 000 refunded to the card, 1 000 credited to the customer's balance.
+    let client = ClientTrace::new();
+    let request = settle_proto::settle::creditnotes::v1::CreateCreditNoteRequest {
+        invoice: invoice.id.clone(),
+        amount: Some(3_000),
+        refund_amount: Some(2_000),
+        credit_amount: Some(1_000),
+        ..Default::default()
+    };
+    let note = api
+        .credit_notes
+        .clone()
+        .unwrap()
+        .create_credit_note(client.inject(idempotent(request, "trace-credit-note")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(note.post_payment_amount, 3_000);
+
+    let trace = collector
+        .assert_one_trace(
+            &client,
+            (CREDIT_NOTES, "CreateCreditNote"),
+            &[
+                (INVOICES, "ReserveInvoiceCredit"),
+                (PAYMENTS, "ClaimRefunds"),
+                (INVOICES, "ApplyInvoiceCredit"),
+            ],
+        )
+        .await;
+    assert_eq!(trace.services(), [CREDIT_NOTES, INVOICES, PAYMENTS].into(), "{}", trace.describe());
+    cluster.stop_all().await;
+}

@@ -9,6 +9,8 @@ use settle_platform::config::{self, ConfigError, PlatformConfig, PlatformDefault
 pub struct CreditNotesConfig {
     pub platform: PlatformConfig,
     pub peers: Peers,
+    /// The saga runner's lease and recovery interval.
+    pub sagas: settle_saga::SagaConfig,
 }
 
 /// Addresses of the services credit-notes calls.
@@ -40,5 +42,6 @@ pub fn load() -> Result<CreditNotesConfig, ConfigError> {
     Ok(CreditNotesConfig {
         platform: config::load(PlatformDefaults::for_service("credit-notes", crate::DEFAULT_PORT))?,
         peers: config::load(Peers::default())?,
+        sagas: config::load(settle_saga::SagaConfig::default())?,
     })
 }

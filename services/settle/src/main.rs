@@ -142,6 +142,7 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
                 invoices_url: format!("http://{}", invoices.local_addr()),
                 payments_url,
             },
+            sagas: Default::default(),
         },
         shutdown.clone(),
     )

@@ -122,8 +122,13 @@ async fn main() -> ExitCode {
     }
     let report = &summary.report;
     println!(
-        "\nchecked {} invoices, {} invoice payments, {} payment intents, {} events; settled {:.1?} after the last fault",
-        report.invoices, report.invoice_payments, report.intents, report.events, summary.settled_in
+        "\nchecked {} invoices, {} invoice payments, {} payment intents, {} credit notes, {} events; settled {:.1?} after the last fault",
+        report.invoices,
+        report.invoice_payments,
+        report.intents,
+        report.credit_notes,
+        report.events,
+        summary.settled_in
     );
     for violation in &report.violations {
         println!("VIOLATION: {violation}");

@@ -16,6 +16,7 @@ pub struct Report {
     pub invoices: usize,
     pub invoice_payments: usize,
     pub intents: usize,
+    pub credit_notes: usize,
     pub events: usize,
     pub violations: Vec<String>,
 }
@@ -70,6 +71,35 @@ pub async fn check(api: &Api) -> Result<Report, Status> {
         }
         if status == pb::InvoiceStatus::Void as i32 && payments.iter().any(live) {
             violations.push(format!("{}: void but still counts a payment", invoice.id));
+        }
+        if api.credit_notes.is_some() {
+            let notes = api.credit_notes_of(&invoice.id).await?;
+            report.credit_notes += notes.len();
+            let issued: Vec<_> = notes
+                .iter()
+                .filter(|n| {
+                    n.status == settle_proto::settle::creditnotes::v1::CreditNoteStatus::Issued as i32
+                })
+                .collect();
+            let total: i64 = issued.iter().map(|n| n.total).sum();
+            let pre: i64 = issued.iter().map(|n| n.pre_payment_amount).sum();
+            let post: i64 = issued.iter().map(|n| n.post_payment_amount).sum();
+            if total > invoice.total {
+                violations.push(format!(
+                    "{}: credit notes total {total} over the invoice total {}",
+                    invoice.id, invoice.total
+                ));
+            }
+            if pre != invoice.pre_payment_credit_notes_amount
+                || post != invoice.post_payment_credit_notes_amount
+            {
+                violations.push(format!(
+                    "{}: issued notes credit {pre} pre / {post} post, the invoice counts {} / {}",
+                    invoice.id,
+                    invoice.pre_payment_credit_notes_amount,
+                    invoice.post_payment_credit_notes_amount
+                ));
+            }
         }
         *overpaid_by_customer.entry(invoice.customer.clone()).or_default() += invoice.amount_overpaid;
         for payment in payments.into_iter().filter(live) {
@@ -181,8 +211,14 @@ pub async fn check(api: &Api) -> Result<Report, Status> {
     // Outboxes: no object's event history has a gap, and money moves left their events.
     let invoice_events = Api::all_events(&api.invoice_events).await?;
     let payment_events = Api::all_events(&api.payment_events).await?;
-    report.events = invoice_events.len() + payment_events.len();
-    for (service, events) in [("invoices", &invoice_events), ("payments", &payment_events)] {
+    let credit_note_events = match &api.credit_note_events {
+        Some(client) => Api::all_events(client).await?,
+        None => Vec::new(),
+    };
+    report.events = invoice_events.len() + payment_events.len() + credit_note_events.len();
+    for (service, events) in
+        [("invoices", &invoice_events), ("payments", &payment_events), ("credit-notes", &credit_note_events)]
+    {
         violations.extend(sequence_gaps(service, events));
     }
     let has_event = |events: &[Event], kind: &str, object: &str| {

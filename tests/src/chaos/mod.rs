@@ -25,9 +25,9 @@ use crate::api::Api;
 use crate::cluster::{Cluster, Topology};
 use crate::process::{Service, free_addr};
 
-/// Every fault point of the payment-application sagas (see tests/tests/crashes.rs for what each
-/// guards).
-pub const FAULT_POINTS: [(Service, &str); 25] = [
+/// Every fault point of the sagas (see tests/tests/crashes.rs and credit_note_crashes.rs for
+/// what each guards).
+pub const FAULT_POINTS: &[(Service, &str)] = &[
     (Service::Invoices, "invoices.attach.after_record"),
     (Service::Invoices, "invoices.attach.before_reserve"),
     (Service::Invoices, "invoices.attach.after_reserve"),
@@ -46,6 +46,11 @@ pub const FAULT_POINTS: [(Service, &str); 25] = [
     (Service::Invoices, "invoices.pay.after_confirm_intent"),
     (Service::Invoices, "invoices.finalize.after_commit"),
     (Service::Invoices, "invoices.default.after_cancel"),
+    (Service::Invoices, "invoices.credit_reserve.before_commit"),
+    (Service::Invoices, "invoices.credit_reserve.after_commit"),
+    (Service::Invoices, "invoices.credit_apply.after_commit"),
+    (Service::Invoices, "invoices.credit_release.after_commit"),
+    (Service::Invoices, "invoices.credit_reverse.after_commit"),
     (Service::Payments, "payments.reserve.before_commit"),
     (Service::Payments, "payments.reserve.after_commit"),
     (Service::Payments, "payments.confirm.before_commit"),
@@ -53,6 +58,29 @@ pub const FAULT_POINTS: [(Service, &str); 25] = [
     (Service::Payments, "payments.release.before_commit"),
     (Service::Payments, "payments.release.after_commit"),
     (Service::Payments, "payments.create_intent.after_commit"),
+    (Service::Payments, "payments.intent_change.after_commit"),
+    (Service::Payments, "payments.claim_refunds.before_commit"),
+    (Service::Payments, "payments.claim_refunds.after_commit"),
+    (Service::CreditNotes, "creditnotes.issue.after_record"),
+    (Service::CreditNotes, "creditnotes.issue.before_reserve"),
+    (Service::CreditNotes, "creditnotes.issue.after_reserve"),
+    (Service::CreditNotes, "creditnotes.issue.before_claim"),
+    (Service::CreditNotes, "creditnotes.issue.after_claim"),
+    (Service::CreditNotes, "creditnotes.issue.before_apply"),
+    (Service::CreditNotes, "creditnotes.issue.after_apply"),
+    (Service::CreditNotes, "creditnotes.issue.before_issue"),
+    (Service::CreditNotes, "creditnotes.issue.after_issue"),
+    (Service::CreditNotes, "creditnotes.issue.before_release_claims"),
+    (Service::CreditNotes, "creditnotes.issue.after_release_claims"),
+    (Service::CreditNotes, "creditnotes.issue.before_release_credit"),
+    (Service::CreditNotes, "creditnotes.issue.after_release_credit"),
+    (Service::CreditNotes, "creditnotes.issue.before_abandon"),
+    (Service::CreditNotes, "creditnotes.void.after_record"),
+    (Service::CreditNotes, "creditnotes.void.before_reverse"),
+    (Service::CreditNotes, "creditnotes.void.after_reverse"),
+    (Service::CreditNotes, "creditnotes.void.before_void"),
+    (Service::CreditNotes, "creditnotes.void.after_void"),
+    (Service::CreditNotes, "creditnotes.void.before_unmark"),
 ];
 
 /// What a run does.
@@ -165,7 +193,8 @@ pub async fn run(config: &ChaosConfig, binary: PathBuf) -> Result<Summary, Strin
     let mut cluster = Cluster::start_with(binary, config.backend, &topology)
         .await
         .ok_or_else(|| "the backend is not available (DATABASE_URL unset?)".to_owned())?;
-    let api = Api::new(cluster.channel(Service::Invoices), cluster.channel(Service::Payments));
+    let api = Api::new(cluster.channel(Service::Invoices), cluster.channel(Service::Payments))
+        .with_credit_notes(cluster.channel(Service::CreditNotes));
 
     let started = Instant::now();
     let deadline = started + config.duration;
@@ -184,7 +213,7 @@ pub async fn run(config: &ChaosConfig, binary: PathBuf) -> Result<Summary, Strin
         (config.kill_every > 0.0).then(|| Instant::now() + next_in(&mut rng, config.kill_every));
     let mut next_db = (config.db_restart_every > 0.0 && config.backend == Backend::Postgres)
         .then(|| Instant::now() + next_in(&mut rng, config.db_restart_every));
-    let services = [Service::Invoices, Service::Payments];
+    let services = [Service::Invoices, Service::Payments, Service::CreditNotes];
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         for service in services {
@@ -197,7 +226,7 @@ pub async fn run(config: &ChaosConfig, binary: PathBuf) -> Result<Summary, Strin
             }
         }
         if next_kill.is_some_and(|at| Instant::now() >= at) {
-            let service = services[rng.weighted(&[1, 1])];
+            let service = services[rng.weighted(&[2, 2, 1])];
             faults.add("process kills", 1);
             cluster.node(service).kill().await;
             tokio::time::sleep(Duration::from_millis(rng.between(0, 300))).await;
@@ -206,7 +235,7 @@ pub async fn run(config: &ChaosConfig, binary: PathBuf) -> Result<Summary, Strin
             next_kill = Some(Instant::now() + next_in(&mut rng, config.kill_every));
         }
         if next_db.is_some_and(|at| Instant::now() >= at) {
-            let service = services[rng.weighted(&[1, 1])];
+            let service = services[rng.weighted(&[2, 2, 1])];
             let terminated = terminate_connections(&cluster, service).await;
             faults.add("database connections terminated", terminated);
             next_db = Some(Instant::now() + next_in(&mut rng, config.db_restart_every));

@@ -38,10 +38,14 @@ pub enum Operation {
     PayDefault,
     Void,
     PayOutOfBand,
+    /// A credit note on an invoice with payments: the pre-payment part reduces what is owed, the
+    /// rest is refunded to the card or credited to the balance.
+    CreditNote,
+    VoidCreditNote,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 11] = [
         Operation::Attach,
         Operation::AttachPending,
         Operation::Detach,
@@ -51,8 +55,10 @@ impl Operation {
         Operation::PayDefault,
         Operation::Void,
         Operation::PayOutOfBand,
+        Operation::CreditNote,
+        Operation::VoidCreditNote,
     ];
-    const WEIGHTS: [u32; 9] = [8, 3, 3, 2, 2, 3, 2, 1, 1];
+    const WEIGHTS: [u32; 11] = [8, 3, 3, 2, 2, 3, 2, 1, 1, 3, 1];
 }
 
 /// How one operation ended.
@@ -91,6 +97,8 @@ struct Book {
     attached: Vec<(String, String)>,
     /// charge_automatically invoices with an open default PaymentIntent.
     with_default: Vec<String>,
+    /// Credit notes it issued.
+    notes: Vec<String>,
 }
 
 fn reason(status: &Status) -> String {
@@ -256,6 +264,27 @@ impl Worker {
                 until_answered(|| api.finalize(&draft.id, Some(&key))).await?;
                 self.book.with_default.push(draft.id);
                 Ok(())
+            }
+            Operation::CreditNote => {
+                let Some((_, invoice)) = self.book.attached.last().cloned() else {
+                    return Err(Outcome::NotAttempted);
+                };
+                let current =
+                    until_answered(|| api.invoice(&invoice)).await.map_err(|_| Outcome::NotAttempted)?;
+                let amount = i64::try_from(self.rng.between(1, 20)).unwrap_or(1) * 100;
+                // What the invoice still owes is credited first; the rest goes back to the customer.
+                let post = (amount - current.amount_remaining).max(0);
+                let (refund, credit) = if self.rng.chance(0.5) { (post, 0) } else { (0, post) };
+                let key = self.key();
+                let note =
+                    until_answered(|| api.credit_note(&invoice, amount, refund, credit, Some(&key))).await?;
+                self.book.notes.push(note.id);
+                Ok(())
+            }
+            Operation::VoidCreditNote => {
+                let Some(note) = self.book.notes.pop() else { return Err(Outcome::NotAttempted) };
+                let key = self.key();
+                until_answered(|| api.void_credit_note(&note, Some(&key))).await.map(|_| ())
             }
             Operation::PayDefault | Operation::Void | Operation::PayOutOfBand => {
                 let Some(invoice) = self.book.with_default.pop() else { return Err(Outcome::NotAttempted) };

@@ -262,7 +262,9 @@ impl CreditLedgerApi {
                 None => Err(corrupt(format!("saga {}: the credit could not be recorded", req.saga_id))),
             };
         }
+        settle_platform::faults::hit("invoices.credit_reserve.before_commit").await;
         tx.commit().await?;
+        settle_platform::faults::hit("invoices.credit_reserve.after_commit").await;
         tracing::debug!(saga_id = %req.saga_id, invoice = %doc.id, pre = split.pre_payment.get(), post = split.post_payment.get(), "invoice credit reserved");
         Ok(stored.credit)
     }
@@ -312,6 +314,7 @@ impl CreditLedgerApi {
         credit_model::set_status(&mut credit, CreditStatus::Applied, now);
         store::update(&mut op.tx, account, &credit).await?;
         op.commit_with(state, ctx, &credit).await?;
+        settle_platform::faults::hit("invoices.credit_apply.after_commit").await;
         tracing::debug!(saga_id = %req.saga_id, invoice = %credit.invoice, "invoice credit applied");
         Ok(credit)
     }
@@ -340,6 +343,7 @@ impl CreditLedgerApi {
         credit_model::set_status(&mut credit, CreditStatus::Released, now_unix());
         store::update(&mut tx, account, &credit).await?;
         tx.commit().await?;
+        settle_platform::faults::hit("invoices.credit_release.after_commit").await;
         tracing::debug!(saga_id = %req.saga_id, invoice = %credit.invoice, "invoice credit released");
         Ok(credit)
     }
@@ -430,6 +434,7 @@ impl CreditLedgerApi {
         credit.reversal_saga_id = Some(req.saga_id.clone());
         store::update(&mut op.tx, account, &credit).await?;
         op.commit_with(state, ctx, &credit).await?;
+        settle_platform::faults::hit("invoices.credit_reverse.after_commit").await;
         tracing::debug!(saga_id = %req.saga_id, credit_note = %credit.credit_note, "invoice credit reversed");
         Ok(credit)
     }

@@ -290,7 +290,9 @@ impl RefundClaimsApi {
         for item in &items {
             store::insert_item(&mut tx, account, saga_id, item).await?;
         }
+        settle_platform::faults::hit("payments.claim_refunds.before_commit").await;
         tx.commit().await?;
+        settle_platform::faults::hit("payments.claim_refunds.after_commit").await;
         if created {
             state.hub.committed();
         }
@@ -321,6 +323,7 @@ impl RefundClaimsApi {
             // The saga's claim has not run (or failed): the released placeholder makes a late
             // ClaimRefunds of this saga find it and claim nothing.
             tx.commit().await?;
+            settle_platform::faults::hit("payments.release_refund_claims.after_commit").await;
             return Ok(render(&placeholder, &[]));
         }
         let mut row = store::find_for_update(&mut tx, state.db.backend(), account, saga_id)
@@ -346,6 +349,7 @@ impl RefundClaimsApi {
             row.updated = now;
         }
         tx.commit().await?;
+        settle_platform::faults::hit("payments.release_refund_claims.after_commit").await;
         tracing::debug!(saga_id, "refund claims released");
         Ok(render(&row, &items))
     }
