@@ -33,7 +33,7 @@ const PRODUCER: &str = "payments";
 const TYPES: [&str; 3] =
     ["payment_intent.succeeded", "payment_intent.canceled", "payment_record.payment_attempt_guaranteed"];
 /// How long a replica holds the stream before another may take it over.
-const LEASE: Duration = Duration::from_secs(15);
+const LEASE: Duration = Duration::from_secs(5);
 /// Longest a cursor that moved only over unrelated events stays unwritten.
 const CURSOR_FLUSH: Duration = Duration::from_millis(500);
 /// The internal calls of the consumer act for no particular account.
@@ -50,10 +50,15 @@ pub async fn run(ctx: Arc<Context>, runner: SagaRunner, shutdown: CancellationTo
     };
     let mut failures = 0u32;
     loop {
-        let result = tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = follow(&ctx, &runner, &holder, &shutdown) => result,
-        };
+        // `follow` stops by itself on shutdown, after saving the cursor.
+        let result = follow(&ctx, &runner, &holder, &shutdown).await;
+        if shutdown.is_cancelled() {
+            // Hand the stream over at once rather than when the lease runs out.
+            if let Err(error) = release(&ctx.db, &holder).await {
+                tracing::debug!(%error, "could not release the payments stream lease");
+            }
+            return;
+        }
         match result {
             Ok(()) => failures = 0,
             Err(error) => {
@@ -66,6 +71,17 @@ pub async fn run(ctx: Arc<Context>, runner: SagaRunner, shutdown: CancellationTo
             () = tokio::time::sleep(if failures == 0 { LEASE / 3 } else { backoff.delay(failures) }) => {}
         }
     }
+}
+
+/// Gives up the lease on the cursor row (graceful shutdown), so another replica or the next
+/// start of this one follows the stream without waiting for the lease to expire.
+async fn release(db: &Db, holder: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE event_cursors SET lease_expires_at = 0 WHERE producer = $1 AND holder = $2")
+        .bind(PRODUCER)
+        .bind(holder)
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }
 
 /// Takes (or renews) the lease on the cursor row; returns the cursor, or `None` if another replica
