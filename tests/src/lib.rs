@@ -9,8 +9,10 @@
 pub mod api;
 pub mod chaos;
 pub mod cluster;
+pub mod load;
 pub mod otlp;
 pub mod process;
+pub mod rng;
 pub mod scrape;
 
 use settle_platform::db::Backend;

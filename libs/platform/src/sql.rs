@@ -82,6 +82,20 @@ impl SqlBuilder {
             .await
     }
 
+    /// Runs a statement that returns no rows (a multi-row insert); returns the rows affected.
+    pub async fn execute<'e, E>(self, executor: E) -> Result<u64, sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        if let Some(error) = self.bind_error {
+            return Err(sqlx::Error::Encode(error));
+        }
+        let done = sqlx::query_with::<Any, AnyArguments>(AssertSqlSafe(self.sql), self.args)
+            .execute(executor)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Runs a query returning one scalar (a count).
     pub async fn fetch_scalar<'e, O, E>(self, executor: E) -> Result<O, sqlx::Error>
     where

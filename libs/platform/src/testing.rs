@@ -55,19 +55,24 @@ impl TestDatabase {
                 return None;
             }
         };
+        match Self::postgres_at(&admin_url).await {
+            Ok(database) => Some(database),
+            Err(e) => panic!("cannot create a test database on DATABASE_URL: {e}"),
+        }
+    }
+
+    /// A new PostgreSQL database on the server `admin_url` points at (a role that may create
+    /// databases), dropped when this value is dropped. For tools that take the server as an
+    /// argument (the load tool) and want an error, not a panic, when it is unreachable.
+    pub async fn postgres_at(admin_url: &str) -> Result<TestDatabase, sqlx::Error> {
         let name = IdPrefix::Request.generate().replace("req_", "settle_test_").to_ascii_lowercase();
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL for tests: {e}"));
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
+        let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
         let _ = admin.close().await;
-        Some(TestDatabase {
-            url: with_database(&admin_url, &name),
+        Ok(TestDatabase {
+            url: with_database(admin_url, &name),
             backend: Backend::Postgres,
-            cleanup: Cleanup::Database { admin_url, name },
+            cleanup: Cleanup::Database { admin_url: admin_url.to_owned(), name },
         })
     }
 
@@ -172,6 +177,13 @@ macro_rules! backend_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_an_error_not_a_panic() {
+        // Port 1 on loopback has no PostgreSQL behind it.
+        let result = TestDatabase::postgres_at("postgres://postgres@127.0.0.1:1/postgres").await;
+        assert!(result.is_err());
+    }
 
     #[test]
     fn replaces_the_database_name() {

@@ -73,6 +73,18 @@ async fn widget_count(db: &Db) -> i64 {
 }
 
 backend_tests! {
+    a_built_multi_row_insert_executes => |database: TestDatabase| async move {
+        let db = connect(&database).await;
+        let mut insert = settle_platform::sql::SqlBuilder::new("INSERT INTO widgets (id, account_id, name) VALUES ");
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            insert.push(if i == 0 { "(" } else { ", (" });
+            insert.bind(IdPrefix::Invoice.generate()).push(", ").bind("acct_a".to_owned()).push(", ").bind(name.to_owned());
+            insert.push(")");
+        }
+        assert_eq!(insert.execute(db.pool()).await.unwrap(), 3);
+        assert_eq!(widget_count(&db).await, 3);
+    };
+
     same_key_and_request_replays_the_first_response => |database: TestDatabase| async move {
         let db = connect(&database).await;
         let first = create_widget(&db, &ctx("acct_a", Some("k1")), "w").await.unwrap();

@@ -6,7 +6,7 @@
 
 pub mod invariants;
 pub mod proxy;
-pub mod rng;
+pub use crate::rng;
 pub mod workload;
 
 use std::collections::BTreeMap;

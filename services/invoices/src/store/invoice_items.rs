@@ -169,3 +169,26 @@ pub async fn list(
     let rows = query.fetch_all::<Row, _>(db.pool()).await?;
     Ok(page.finish(decode(rows)?))
 }
+
+/// Items per multi-row statement of [`insert_many`] (9 parameters each).
+const INSERT_MANY_CHUNK: usize = 1_000;
+
+/// Inserts new items, many rows per statement, with exactly the columns [`insert`] writes: for bulk
+/// loads (the load tool's seeding).
+pub async fn insert_many(tx: &mut Tx, account: &str, docs: &[pb::InvoiceItem]) -> Result<(), StoreError> {
+    for chunk in docs.chunks(INSERT_MANY_CHUNK) {
+        let mut query = SqlBuilder::new(
+            "INSERT INTO invoice_items (id, account_id, livemode, customer, currency, invoice, amount, created, document) \
+             VALUES ",
+        );
+        for (i, doc) in chunk.iter().enumerate() {
+            query.push(if i == 0 { "(" } else { ", (" });
+            query.bind(doc.id.clone()).push(", ").bind(account.to_owned()).push(", ").bind(doc.livemode);
+            query.push(", ").bind(doc.customer.clone()).push(", ").bind(doc.currency.clone());
+            query.push(", ").bind(doc.invoice.clone()).push(", ").bind(doc.amount).push(", ").bind(doc.date);
+            query.push(", ").bind(doc.encode_to_vec()).push(")");
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}

@@ -133,3 +133,25 @@ pub async fn page(
     let rows = query.fetch_all::<Row, _>(db.pool()).await?;
     Ok(page.finish(decode(rows)?))
 }
+
+/// Lines per multi-row statement of [`insert_many`] (6 parameters each).
+const INSERT_MANY_CHUNK: usize = 1_000;
+
+/// Inserts new lines, many rows per statement, with exactly the columns [`insert`] writes: for bulk
+/// loads (the load tool's seeding).
+pub async fn insert_many(tx: &mut Tx, account: &str, docs: &[pb::InvoiceLineItem]) -> Result<(), StoreError> {
+    for chunk in docs.chunks(INSERT_MANY_CHUNK) {
+        let mut query = SqlBuilder::new(
+            "INSERT INTO invoice_lines (id, account_id, invoice, invoice_item, amount, document) VALUES ",
+        );
+        for (i, doc) in chunk.iter().enumerate() {
+            query.push(if i == 0 { "(" } else { ", (" });
+            query.bind(doc.id.clone()).push(", ").bind(account.to_owned());
+            query.push(", ").bind(doc.invoice.clone().unwrap_or_default());
+            query.push(", ").bind(item_of(doc).unwrap_or_default().to_owned());
+            query.push(", ").bind(doc.amount).push(", ").bind(doc.encode_to_vec()).push(")");
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}

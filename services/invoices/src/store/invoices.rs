@@ -145,3 +145,41 @@ pub async fn find_many(db: &Db, account: &str, ids: &[String]) -> Result<Vec<pb:
     let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
     decode_all(rows.into_iter().map(|r| r.document).collect())
 }
+
+/// Invoices per multi-row statement of [`insert_many`] (16 parameters each; PostgreSQL takes 65,535
+/// parameters, SQLite 32,766).
+const INSERT_MANY_CHUNK: usize = 500;
+
+/// Inserts new invoices, many rows per statement, with exactly the columns [`insert`] writes: for
+/// bulk loads (the load tool seeds 10⁶ invoices with it).
+pub async fn insert_many(tx: &mut Tx, account: &str, docs: &[pb::Invoice]) -> Result<(), StoreError> {
+    for chunk in docs.chunks(INSERT_MANY_CHUNK) {
+        let mut query = settle_platform::sql::SqlBuilder::new(
+            "INSERT INTO invoices (id, account_id, livemode, customer, currency, status, collection_method, \
+               number, due_date, total, amount_due, amount_paid, amount_remaining, metadata, created, document) \
+             VALUES ",
+        );
+        for (i, doc) in chunk.iter().enumerate() {
+            query.push(if i == 0 { "(" } else { ", (" });
+            query.bind(doc.id.clone()).push(", ").bind(account.to_owned()).push(", ").bind(doc.livemode);
+            query.push(", ").bind(doc.customer.clone()).push(", ").bind(doc.currency.clone());
+            query
+                .push(", ")
+                .bind(status_name(doc).to_owned())
+                .push(", ")
+                .bind(collection_method_name(doc).to_owned());
+            query
+                .push(", ")
+                .bind(doc.number.clone())
+                .push(", ")
+                .bind(doc.due_date)
+                .push(", ")
+                .bind(doc.total);
+            query.push(", ").bind(doc.amount_due).push(", ").bind(doc.amount_paid);
+            query.push(", ").bind(doc.amount_remaining).push(", ").bind(metadata_json(doc));
+            query.push(", ").bind(doc.created).push(", ").bind(stored(doc)).push(")");
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}

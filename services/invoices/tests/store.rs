@@ -1,0 +1,128 @@
+//! Store tests of the bulk inserts (`insert_many`), on SQLite and PostgreSQL: a row written in bulk
+//! is the row `insert` writes.
+
+// Test code: a panic is a clear failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use settle_invoices::store::{invoice_items, invoice_lines, invoices};
+use settle_platform::backend_tests;
+use settle_platform::db::Db;
+use settle_platform::ids::IdPrefix;
+use settle_platform::testing::TestDatabase;
+use settle_proto::settle::invoices::v1 as pb;
+
+const ACCOUNT: &str = "acct_store";
+
+async fn connect(database: &TestDatabase) -> Db {
+    database.connect(&[&settle_invoices::MIGRATIONS, &settle_saga::MIGRATIONS]).await.expect("migrated")
+}
+
+fn invoice(id: &str, number: &str) -> pb::Invoice {
+    pb::Invoice {
+        id: id.to_owned(),
+        object: "invoice".into(),
+        customer: "cus_store".into(),
+        currency: "usd".into(),
+        status: Some(pb::InvoiceStatus::Open as i32),
+        collection_method: pb::InvoiceCollectionMethod::SendInvoice as i32,
+        number: Some(number.to_owned()),
+        due_date: Some(1_800_000_000),
+        total: 4_500,
+        amount_due: 4_500,
+        amount_paid: 1_000,
+        amount_remaining: 3_500,
+        metadata: BTreeMap::from([("order".to_owned(), "42".to_owned())]),
+        created: 1_700_000_000,
+        // Lists live in their own tables: neither insert stores them.
+        lines: Some(pb::InvoiceLineItemList { has_more: true, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// Every projected column of an invoice row but its id and number, and its document.
+async fn invoice_row(db: &Db, id: &str) -> (Vec<i64>, Vec<String>, pb::Invoice) {
+    let (livemode, due_date, total, amount_due, amount_paid, amount_remaining, created): (i64, i64, i64, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT CAST(livemode AS INTEGER), due_date, total, amount_due, amount_paid, amount_remaining, created \
+             FROM invoices WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let (account, customer, currency, status, method, metadata, document): (String, String, String, String, String, String, Vec<u8>) =
+        sqlx::query_as(
+            "SELECT account_id, customer, currency, status, collection_method, metadata, document FROM invoices WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    (
+        vec![livemode, due_date, total, amount_due, amount_paid, amount_remaining, created],
+        vec![account, customer, currency, status, method, metadata],
+        pb::Invoice::decode(document.as_slice()).unwrap(),
+    )
+}
+
+backend_tests! {
+    bulk_inserted_invoices_items_and_lines_read_back_as_inserted_ones => |database: TestDatabase| async move {
+        let db = connect(&database).await;
+        let (one, many) = (IdPrefix::Invoice.generate(), IdPrefix::Invoice.generate());
+        let mut tx = db.begin().await.unwrap();
+        invoices::insert(&mut tx, ACCOUNT, &invoice(&one, "ABC-0001")).await.unwrap();
+        invoices::insert_many(&mut tx, ACCOUNT, &[invoice(&many, "ABC-0002")]).await.unwrap();
+        let item = |id: &str, invoice: &str| pb::InvoiceItem {
+            id: id.to_owned(),
+            customer: "cus_store".into(),
+            currency: "usd".into(),
+            invoice: Some(invoice.to_owned()),
+            amount: 4_500,
+            date: 1_700_000_000,
+            ..Default::default()
+        };
+        let line = |id: &str, invoice: &str, item: &str| pb::InvoiceLineItem {
+            id: id.to_owned(),
+            invoice: Some(invoice.to_owned()),
+            amount: 4_500,
+            parent: Some(pb::InvoiceLineItemParent {
+                invoice_item_details: Some(pb::InvoiceLineItemInvoiceItemParent {
+                    invoice_item: item.to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (item_one, item_many) = (IdPrefix::InvoiceItem.generate(), IdPrefix::InvoiceItem.generate());
+        invoice_items::insert(&mut tx, ACCOUNT, &item(&item_one, &one)).await.unwrap();
+        invoice_items::insert_many(&mut tx, ACCOUNT, &[item(&item_many, &many)]).await.unwrap();
+        let (line_one, line_many) = (IdPrefix::InvoiceLine.generate(), IdPrefix::InvoiceLine.generate());
+        invoice_lines::insert(&mut tx, ACCOUNT, &line(&line_one, &one, &item_one)).await.unwrap();
+        invoice_lines::insert_many(&mut tx, ACCOUNT, &[line(&line_many, &many, &item_many)]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let (numbers_one, texts_one, mut doc_one) = invoice_row(&db, &one).await;
+        let (numbers_many, texts_many, doc_many) = invoice_row(&db, &many).await;
+        assert_eq!((numbers_one, texts_one), (numbers_many, texts_many));
+        assert!(doc_many.lines.is_none(), "lists are not stored in the document");
+        (doc_one.id, doc_one.number) = (doc_many.id.clone(), doc_many.number.clone());
+        assert_eq!(doc_one, doc_many);
+        assert_eq!(invoices::find(db.pool(), ACCOUNT, &many).await.unwrap(), Some(doc_many));
+
+        let found = invoice_items::find(db.pool(), ACCOUNT, &item_many).await.unwrap().unwrap();
+        assert_eq!(found.invoice.as_deref(), Some(many.as_str()));
+        let (lines, _) = invoice_lines::first(db.pool(), ACCOUNT, &many, 10).await.unwrap();
+        assert_eq!(lines.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), vec![line_many.as_str()]);
+        let per_item: i64 =
+            sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM invoice_lines WHERE invoice_item = $1")
+                .bind(item_many.as_str())
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(per_item, 1, "the projected item column is written");
+    };
+}
