@@ -177,6 +177,6 @@ pub async fn retire(
         false,
     )
     .await
-    .map_err(|e| ApiError::internal("The invoice's default payment could not be retired", &e))?;
+    .map_err(|e| e.into_api("The invoice's default payment could not be retired"))?;
     Ok(Some((saga, fence)))
 }

@@ -48,6 +48,26 @@ pub enum UnapplyError {
     Database(#[from] sqlx::Error),
 }
 
+impl UnapplyError {
+    /// The API's answer: a database hiccup is worth a retry (UNAVAILABLE), a duplicate saga
+    /// record means the same request is running (ABORTED), anything else is internal.
+    pub fn into_api(self, context: &str) -> settle_platform::ApiError {
+        use settle_platform::ApiError;
+        match self {
+            UnapplyError::Database(error) if settle_platform::db::is_unique_violation(&error) => {
+                ApiError::new(
+                    tonic::Code::Aborted,
+                    settle_proto::common::v1::ErrorReason::SagaInProgress,
+                    "A request with this idempotency key is in progress; retry it later.",
+                )
+            }
+            UnapplyError::Database(error) => error.into(),
+            UnapplyError::Store(error) => error.into(),
+            other @ UnapplyError::Model(_) => ApiError::internal(context, &other),
+        }
+    }
+}
+
 /// Unapplies `invoice_payment` from the locked invoice `doc`, writes the invoice, the canceled
 /// invoice payment and their events, and records the detach saga that will release the attachment —
 /// all in `tx`. The saga is then the caller's to drive (it holds the lease).

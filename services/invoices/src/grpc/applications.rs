@@ -384,10 +384,7 @@ async fn detach_payment_saga(
         true,
     )
     .await
-    .map_err(|e| match e {
-        detach::UnapplyError::Database(e) => recorded_twice(e),
-        other => ApiError::internal("The payment could not be detached", &other),
-    })?;
+    .map_err(|e| e.into_api("The payment could not be detached"))?;
     tx.commit().await?;
     if !effects.events.is_empty() {
         state.hub.committed();
