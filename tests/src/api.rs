@@ -16,6 +16,7 @@ use settle_proto::settle::invoices::v1::invoice_service_client::InvoiceServiceCl
 use settle_proto::settle::payments::v1 as ppb;
 use settle_proto::settle::payments::v1::payment_attachment_service_client::PaymentAttachmentServiceClient;
 use settle_proto::settle::payments::v1::payment_intent_service_client::PaymentIntentServiceClient;
+use settle_proto::settle::payments::v1::payment_record_service_client::PaymentRecordServiceClient;
 use settle_proto::settle::payments::v1::refund_service_client::RefundServiceClient;
 use settle_proto::settle::payments::v1::test_helper_service_client::TestHelperServiceClient;
 use settle_testkit::{authorized, idempotent, internal};
@@ -34,6 +35,7 @@ pub struct Api {
     pub invoice_sagas: SagaServiceClient<Channel>,
     pub invoice_events: EventServiceClient<Channel>,
     pub intents: PaymentIntentServiceClient<Channel>,
+    pub records: PaymentRecordServiceClient<Channel>,
     pub attachments: PaymentAttachmentServiceClient<Channel>,
     pub test_helpers: TestHelperServiceClient<Channel>,
     pub refunds: RefundServiceClient<Channel>,
@@ -60,6 +62,7 @@ impl Api {
             invoice_sagas: SagaServiceClient::new(invoices.clone()),
             invoice_events: EventServiceClient::new(invoices),
             intents: PaymentIntentServiceClient::new(payments.clone()),
+            records: PaymentRecordServiceClient::new(payments.clone()),
             attachments: PaymentAttachmentServiceClient::new(payments.clone()),
             test_helpers: TestHelperServiceClient::new(payments.clone()),
             refunds: RefundServiceClient::new(payments.clone()),
@@ -174,6 +177,52 @@ impl Api {
         Ok(self.intents.clone().create_payment_intent(authorized(request)).await?.into_inner())
     }
 
+    /// A Payment Record of `amount` in usd for `customer`, reported as paid outside settle by check
+    /// (`guaranteed`), or as a pending attempt.
+    pub async fn record(
+        &self,
+        customer: &str,
+        amount: i64,
+        guaranteed: bool,
+    ) -> Result<ppb::PaymentRecord, Status> {
+        let now = settle_platform::time::now_unix();
+        let request = ppb::ReportPaymentRequest {
+            amount_requested: Some(ppb::PaymentRecordAmount { currency: "usd".into(), value: amount }),
+            customer_details: Some(ppb::PaymentRecordCustomerDetails {
+                customer: Some(customer.to_owned()),
+                ..Default::default()
+            }),
+            initiated_at: now - 60,
+            payment_method_details: Some(ppb::PaymentRecordPaymentMethodDetailsParams {
+                custom: Some(ppb::PaymentRecordCustomPaymentMethodDetails {
+                    display_name: "Check".into(),
+                    r#type: None,
+                }),
+                r#type: Some(ppb::PaymentRecordPaymentMethodDetailsType::Custom as i32),
+                ..Default::default()
+            }),
+            outcome: guaranteed.then_some(ppb::ReportPaymentOutcome::Guaranteed as i32),
+            guaranteed: guaranteed.then_some(ppb::PaymentRecordGuaranteedParams { guaranteed_at: now - 30 }),
+            ..Default::default()
+        };
+        Ok(self.records.clone().report_payment(authorized(request)).await?.into_inner())
+    }
+
+    /// Attaches Payment Record `record` to `invoice`.
+    pub async fn attach_record(
+        &self,
+        invoice: &str,
+        record: &str,
+        key: Option<&str>,
+    ) -> Result<pb::Invoice, Status> {
+        let request = pb::AttachPaymentRequest {
+            id: invoice.to_owned(),
+            payment: Some(pb::attach_payment_request::Payment::PaymentRecord(record.to_owned())),
+            expand: vec![],
+        };
+        Ok(self.invoices.clone().attach_payment(keyed(request, key)).await?.into_inner())
+    }
+
     /// Ends a `processing` PaymentIntent (a bank debit) as succeeded or failed.
     pub async fn settle(&self, intent: &str, succeeded: bool) -> Result<ppb::PaymentIntent, Status> {
         let outcome =
@@ -251,9 +300,19 @@ impl Api {
 
     /// PayInvoice with `pm_card_visa`.
     pub async fn pay(&self, invoice: &str, key: Option<&str>) -> Result<pb::Invoice, Status> {
+        self.pay_with(invoice, Some("pm_card_visa"), key).await
+    }
+
+    /// PayInvoice with `payment_method` (or, without one, the invoice's default payment method).
+    pub async fn pay_with(
+        &self,
+        invoice: &str,
+        payment_method: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<pb::Invoice, Status> {
         let request = pb::PayInvoiceRequest {
             id: invoice.to_owned(),
-            payment_method: Some("pm_card_visa".to_owned()),
+            payment_method: payment_method.map(str::to_owned),
             ..Default::default()
         };
         Ok(self.invoices.clone().pay_invoice(keyed(request, key)).await?.into_inner())
@@ -396,6 +455,11 @@ impl Api {
             live.extend(self.invoice_sagas.clone().list_sagas(authorized(request)).await?.into_inner().data);
         }
         Ok(live)
+    }
+
+    /// The types of every event of the account on one service's outbox, oldest first.
+    pub async fn event_types(client: &EventServiceClient<Channel>) -> Result<Vec<String>, Status> {
+        Ok(Api::all_events(client).await?.into_iter().map(|e| e.r#type).collect())
     }
 
     /// Every event of the account on one service's outbox, oldest first.

@@ -129,6 +129,41 @@ pub async fn claim<T: Message + Default>(
     }
 }
 
+/// Read-only look at the request's idempotency key, for a handler that must answer a replay before
+/// an irreversible side effect it does ahead of its transaction: the stored response when the key
+/// was used with this request, `idempotency_error` when with another, `None` when it is unused (or
+/// no key was sent). The handler still [`claim`]s the key in its transaction.
+pub async fn replayed<'e, T, E>(
+    executor: E,
+    ctx: &RequestContext,
+    method: &'static str,
+    request: &impl Message,
+) -> Result<Option<T>, ApiError>
+where
+    T: Message + Default,
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let Some(key) = &ctx.idempotency_key else { return Ok(None) };
+    let row = sqlx::query(
+        "SELECT method, fingerprint, response FROM idempotency_keys \
+         WHERE account_id = $1 AND key = $2 AND created >= $3",
+    )
+    .bind(ctx.account())
+    .bind(key.as_str())
+    .bind(now_unix() - KEY_TTL_SECONDS)
+    .fetch_optional(executor)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let (stored_method, stored_fingerprint, response): (String, Vec<u8>, Vec<u8>) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if stored_method != method || stored_fingerprint != fingerprint(method, request) {
+        return Err(mismatch(key));
+    }
+    T::decode(response.as_slice())
+        .map(Some)
+        .map_err(|e| ApiError::internal("Could not decode the stored idempotent response", &e))
+}
+
 impl Pending {
     /// Stores `response` under the claimed key, in the caller's transaction.
     pub async fn record(self, tx: &mut Tx, response: &impl Message) -> Result<(), ApiError> {

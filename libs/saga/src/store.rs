@@ -1,5 +1,6 @@
 //! SQL for the `sagas` table.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use settle_platform::db::{Db, DbBool, Tx};
@@ -298,6 +299,30 @@ pub async fn claim_due(
     }
     tx.commit().await?;
     Ok(claimed)
+}
+
+/// The id of a live (running or compensating) saga of `kind` on exactly `subjects`, if any — for an
+/// orchestrator that allows one such saga at a time (served by the `sagas_live_subjects` index).
+/// Subjects are compared as [`insert`] stores them (a sorted map serialized to JSON).
+pub async fn live_on<'e, E>(
+    executor: E,
+    account: &str,
+    kind: &str,
+    subjects: &BTreeMap<String, String>,
+) -> Result<Option<String>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let subjects = serde_json::to_string(subjects).unwrap_or_else(|_| "{}".to_owned());
+    sqlx::query_scalar(
+        "SELECT id FROM sagas WHERE account_id = $1 AND kind = $2 AND subjects = $3 \
+         AND state IN ('running', 'compensating') LIMIT 1",
+    )
+    .bind(account)
+    .bind(kind)
+    .bind(subjects)
+    .fetch_optional(executor)
+    .await
 }
 
 /// One saga of the account.

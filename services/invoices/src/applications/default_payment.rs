@@ -7,8 +7,6 @@
 //! before the invoice stops counting it, so the customer can never pay an intent no invoice
 //! expects; if the process dies in between, the `payment_intent.canceled` event retires it.
 
-use std::collections::BTreeMap;
-
 use settle_platform::ApiError;
 use settle_platform::db::Tx;
 use settle_platform::ids::IdPrefix;
@@ -67,7 +65,7 @@ pub async fn record_prepare(
         kind: pay::KIND,
         step: "create_intent",
         data: encode(&data),
-        subjects: BTreeMap::from([("invoice".to_owned(), doc.id.clone())]),
+        subjects: pay::subjects(&doc.id),
         idempotency_key: None,
         result: None,
     };

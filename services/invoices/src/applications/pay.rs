@@ -21,6 +21,7 @@
 //! confirm_default: confirm_intent (─▶ sync) ─▶ record_success ─▶ done
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,12 @@ use crate::peers::{is_definitive, retry};
 use crate::store::invoices;
 
 pub const KIND: &str = "pay_invoice";
+
+/// The subjects of an invoice's pay sagas (PayInvoice's and finalization's): the invoice alone, so
+/// its live pay sagas are found by them (one charge at a time).
+pub fn subjects(invoice: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("invoice".to_owned(), invoice.to_owned())])
+}
 
 /// What the pay saga does (see the module documentation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +129,19 @@ async fn confirm_intent(
             settle_platform::faults::hit("invoices.pay.after_confirm_intent").await;
             Ok(Ok(response.into_inner()))
         }
-        Err(status) if is_definitive(&status) => Ok(Err(StoredRefusal::from_status(&status))),
+        Err(status) if is_definitive(&status) => {
+            let mut refusal = StoredRefusal::from_status(&status);
+            if refusal.reason == "payment_intent_unexpected_state" {
+                // The customer's payment got under way (or ended) since the request checked it.
+                refusal.reason = "state_unsupported".to_owned();
+                refusal.message = format!(
+                    "The invoice's PaymentIntent {} can no longer be confirmed: {}",
+                    data.intent.as_deref().unwrap_or_default(),
+                    status.message()
+                );
+            }
+            Ok(Err(refusal))
+        }
         Err(status) => Err(retry("ConfirmPaymentIntent", &status)),
     }
 }

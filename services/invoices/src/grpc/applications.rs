@@ -509,6 +509,91 @@ fn refusal_error(refusal: effects::Refusal) -> ApiError {
     }
 }
 
+/// What PayInvoice charges: what the invoice owes and with which payment method.
+struct Payable {
+    owed: i64,
+    payment_method: String,
+}
+
+/// PayInvoice's refusals on invoice `doc` as read (pure but for the reads of credits being issued
+/// and of live pay sagas): an invoice that takes no payments, nothing left to pay, no payment
+/// method, or another charge of the invoice still under way — one charge at a time, so two
+/// concurrent requests never take the customer's money twice. A draft is checked for what it owes
+/// once finalized.
+async fn check_payable(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &RequestContext,
+    req: &pb::PayInvoiceRequest,
+    doc: &pb::Invoice,
+) -> Result<Payable, ApiError> {
+    let status = model::status(doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
+    let draft = status == InvoiceStatus::Draft;
+    if !draft && !status.takes_payments() {
+        return Err(invoice_not_open(&doc.id, status));
+    }
+    // Credit notes being issued will take their pre-payment part off what is owed.
+    let owed = doc.amount_remaining
+        - crate::store::invoice_credits::reserved_pre_payment(&mut *conn, ctx.account(), &doc.id).await?;
+    if !draft && owed <= 0 {
+        return Err(ApiError::failed_precondition(
+            ErrorReason::InvoiceNotOpen,
+            format!("Invoice {} has nothing left to pay.", doc.id),
+        ));
+    }
+    let payment_method = req
+        .payment_method
+        .clone()
+        .filter(|m| !m.is_empty())
+        .or_else(|| doc.default_payment_method.clone().filter(|m| !m.is_empty()))
+        .ok_or_else(|| ApiError::missing_param("payment_method"))?;
+    if let Some(live) =
+        saga_store::live_on(&mut *conn, ctx.account(), pay::KIND, &pay::subjects(&doc.id)).await?
+    {
+        return Err(ApiError::failed_precondition(
+            ErrorReason::StateUnsupported,
+            format!(
+                "Invoice {} is already being paid ({live}); retry once that payment has finished.",
+                doc.id
+            ),
+        ));
+    }
+    Ok(Payable { owed, payment_method })
+}
+
+/// Refuses to confirm the invoice's default PaymentIntent once the customer's payment is under way
+/// or over (`processing`, `succeeded`, …): FAILED_PRECONDITION `state_unsupported` naming it.
+async fn check_confirmable(state: &AppState, ctx: &RequestContext, intent: &str) -> Result<(), ApiError> {
+    use payments_pb::PaymentIntentStatus as S;
+    use settle_proto::settle::payments::v1 as payments_pb;
+    let payments = &state.applications.payments;
+    let request = payments_pb::GetPaymentIntentRequest { id: intent.to_owned(), ..Default::default() };
+    let current = payments
+        .intents
+        .clone()
+        .get_payment_intent(payments.request(ctx.account(), ctx.livemode(), request))
+        .await
+        .map_err(|status| {
+            ApiError::new(
+                Code::Unavailable,
+                ErrorReason::DependencyUnavailable,
+                format!("The payments service could not give {intent}: {}", status.message()),
+            )
+        })?
+        .into_inner();
+    let waiting = [S::RequiresPaymentMethod, S::RequiresConfirmation, S::RequiresAction];
+    if waiting.iter().any(|s| *s as i32 == current.status) {
+        return Ok(());
+    }
+    let status = S::try_from(current.status).map_or("unknown", |s| s.as_str_name());
+    Err(ApiError::failed_precondition(
+        ErrorReason::StateUnsupported,
+        format!(
+            "The invoice's PaymentIntent {intent} can no longer be confirmed (it is {}); wait for it to settle.",
+            status.trim_start_matches("PAYMENT_INTENT_STATUS_").to_ascii_lowercase()
+        ),
+    ))
+}
+
 /// PayInvoice with a payment method (or the invoice's default): charges what the invoice still
 /// owes with a new PaymentIntent and attaches it as the invoice's default payment.
 pub async fn pay_invoice(
@@ -537,19 +622,27 @@ async fn pay_invoice_saga(
         req.forgive == Some(true),
         "settle charges the whole amount remaining",
     )?;
-    let key_subjects = BTreeMap::from([("invoice".to_owned(), req.id.clone())]);
+    let key_subjects = pay::subjects(&req.id);
     let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
     if let Some(saga) = previous(state, ctx, &saga_id, pay::KIND, &key_subjects).await? {
         return answer(&saga);
     }
+    // Refuse what the request would be refused for before touching the default PaymentIntent: a
+    // refused request must leave it payable (its confirmation secret alive).
+    let current =
+        invoices::find(state.db.pool(), ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+    {
+        let mut conn = state.db.pool().acquire().await?;
+        check_payable(&mut conn, ctx, &req, &current).await?;
+    }
     // A default payment left open for another amount (payments were applied since finalization) is
-    // canceled first and replaced by a charge of what is owed now.
+    // canceled first and replaced by a charge of what is owed now; one open for what is owed is
+    // confirmed, which payments does only while it still waits for the customer.
     let mut stale = None;
-    if let Some((default, _)) =
+    if let Some((default, intent)) =
         default_payment::open_default_intent(&state.applications, ctx.account(), &req.id).await?
     {
-        let current = invoices::find(state.db.pool(), ctx.account(), &req.id).await?;
-        if current.is_some_and(|doc| doc.amount_remaining != default.amount_requested) {
+        if current.amount_remaining != default.amount_requested {
             stale = default_payment::cancel_open_default(
                 &state.applications,
                 ctx.account(),
@@ -557,6 +650,8 @@ async fn pay_invoice_saga(
                 &req.id,
             )
             .await?;
+        } else {
+            check_confirmable(state, ctx, &intent).await?;
         }
     }
     let db = &state.db;
@@ -564,15 +659,13 @@ async fn pay_invoice_saga(
     let mut doc = invoices::find_for_update(&mut tx, db.backend(), ctx.account(), &req.id)
         .await?
         .ok_or_else(|| not_found(&req.id))?;
-    let mut status =
-        model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
+    let status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
     let mut wrote_events = false;
     if status == InvoiceStatus::Draft {
         // Stripe finalizes a draft before paying it; here in the same transaction as the saga.
         let mut op = InvoiceOp::within(tx, doc);
         lifecycle::finalize(&mut op, state, ctx, settle_platform::time::now_unix()).await?;
         (tx, doc, wrote_events) = op.into_tx(state, ctx).await?;
-        status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
         if doc.amount_remaining <= 0 {
             // Nothing was due after the customer's balance: finalizing paid it.
             tx.commit().await?;
@@ -580,24 +673,9 @@ async fn pay_invoice_saga(
             return Ok(doc);
         }
     }
-    if !status.takes_payments() {
-        return Err(invoice_not_open(&doc.id, status));
-    }
-    // Credit notes being issued will take their pre-payment part off what is owed.
-    let owed = doc.amount_remaining
-        - crate::store::invoice_credits::reserved_pre_payment(&mut *tx, ctx.account(), &doc.id).await?;
-    if owed <= 0 {
-        return Err(ApiError::failed_precondition(
-            ErrorReason::InvoiceNotOpen,
-            format!("Invoice {} has nothing left to pay.", doc.id),
-        ));
-    }
-    let payment_method = req
-        .payment_method
-        .clone()
-        .filter(|m| !m.is_empty())
-        .or_else(|| doc.default_payment_method.clone().filter(|m| !m.is_empty()))
-        .ok_or_else(|| ApiError::missing_param("payment_method"))?;
+    // Again under the row lock: another PayInvoice on this invoice records its saga in a transaction
+    // holding the same lock, so of two concurrent ones the second sees the first's live saga.
+    let Payable { owed, payment_method } = check_payable(&mut tx, ctx, &req, &doc).await?;
     let origin = EventOrigin::from(ctx);
     let retired = match &stale {
         Some(intent) => {

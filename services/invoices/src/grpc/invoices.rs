@@ -30,7 +30,9 @@ use crate::domain::invoice::InvoiceStatus;
 use crate::model::lines::{MAX_LINES, apply_lines, line_for};
 use crate::model::status_from_pb;
 use crate::store::invoice_lists::{self, ListFilter, SEARCH_FIELDS};
-use crate::store::{invoice_items, invoice_lines, invoice_numbers, invoices};
+use crate::store::{
+    invoice_credits, invoice_items, invoice_lines, invoice_numbers, invoice_payments, invoices,
+};
 
 const CREATE: &str = "/settle.invoices.v1.InvoiceService/CreateInvoice";
 const UPDATE: &str = "/settle.invoices.v1.InvoiceService/UpdateInvoice";
@@ -42,6 +44,14 @@ const MARK_UNCOLLECTIBLE: &str = "/settle.invoices.v1.InvoiceService/MarkInvoice
 const ADD_LINES: &str = "/settle.invoices.v1.InvoiceService/AddLines";
 const UPDATE_LINES: &str = "/settle.invoices.v1.InvoiceService/UpdateLines";
 const REMOVE_LINES: &str = "/settle.invoices.v1.InvoiceService/RemoveLines";
+
+/// What a change that cancels the default PaymentIntent found before taking the invoice's lock.
+enum Ahead {
+    /// The idempotency key's stored response.
+    Replay(Box<pb::Invoice>),
+    /// Go ahead; the default PaymentIntent canceled, if the invoice had one open.
+    Proceed(Option<String>),
+}
 
 /// The handlers of `InvoiceService`.
 #[derive(Clone, Debug)]
@@ -255,7 +265,15 @@ impl InvoicesApi {
         lifecycle::check_pay_out_of_band(&req)?;
         let now = now_unix();
         let state = &self.state;
-        let canceled = self.cancel_default(ctx, &req.id).await?;
+        let canceled = match self
+            .cancel_default_unless_refused(ctx, PAY, &req, &req.id, |doc, _| {
+                lifecycle::check_out_of_band(doc)
+            })
+            .await?
+        {
+            Ahead::Replay(stored) => return Ok(*stored),
+            Ahead::Proceed(canceled) => canceled,
+        };
         let mut op = match InvoiceOp::begin(state, ctx, PAY, &req, &req.id, "id").await? {
             Begun::Replay(stored) => return Ok(stored),
             Begun::Fresh(op) => op,
@@ -271,7 +289,13 @@ impl InvoicesApi {
         let expand = Expand::parse(&req.expand, "")?;
         let now = now_unix();
         let state = &self.state;
-        let canceled = self.cancel_default(ctx, &req.id).await?;
+        let canceled = match self
+            .cancel_default_unless_refused(ctx, VOID, &req, &req.id, lifecycle::check_void)
+            .await?
+        {
+            Ahead::Replay(stored) => return Ok(*stored),
+            Ahead::Proceed(canceled) => canceled,
+        };
         let mut op = match InvoiceOp::begin(state, ctx, VOID, &req, &req.id, "id").await? {
             Begun::Replay(stored) => return Ok(stored),
             Begun::Fresh(op) => op,
@@ -283,13 +307,38 @@ impl InvoicesApi {
         Ok(response)
     }
 
-    /// Cancels the invoice's open default PaymentIntent before the invoice stops expecting it.
-    async fn cancel_default(&self, ctx: &RequestContext, id: &str) -> Result<Option<String>, ApiError> {
+    /// Before a change that stops the invoice expecting its default PaymentIntent (void, paid out of
+    /// band): answers a replay of the idempotency key and refuses what `check` refuses on the invoice
+    /// as it is now — read without locking it, the default payment aside — and only then cancels the
+    /// PaymentIntent in payments, so a refused request leaves it payable. The change itself checks
+    /// again under the row lock.
+    async fn cancel_default_unless_refused<M: prost::Message>(
+        &self,
+        ctx: &RequestContext,
+        method: &'static str,
+        request: &M,
+        id: &str,
+        check: impl FnOnce(&pb::Invoice, lifecycle::Attached) -> Result<(), ApiError>,
+    ) -> Result<Ahead, ApiError> {
         if !IdPrefix::Invoice.matches(id) {
-            return Ok(None);
+            return Err(not_found(id));
         }
-        default_payment::cancel_open_default(&self.state.applications, ctx.account(), ctx.livemode(), id)
+        let account = ctx.account();
+        {
+            let mut conn = self.state.db.pool().acquire().await?;
+            if let Some(stored) = idempotency::replayed(&mut *conn, ctx, method, request).await? {
+                return Ok(Ahead::Replay(Box::new(stored)));
+            }
+            let doc = invoices::find(&mut *conn, account, id).await?.ok_or_else(|| not_found(id))?;
+            let attached = lifecycle::Attached {
+                payments: invoice_payments::has_live_besides_open_default(&mut *conn, account, id).await?,
+                credits: invoice_credits::has_live(&mut *conn, account, id).await?,
+            };
+            check(&doc, attached)?;
+        }
+        default_payment::cancel_open_default(&self.state.applications, account, ctx.livemode(), id)
             .await
+            .map(Ahead::Proceed)
     }
 
     /// Retires the invoice payment of the default PaymentIntent `canceled` in the operation's

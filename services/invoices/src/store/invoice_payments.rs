@@ -220,6 +220,28 @@ pub async fn has_live(tx: &mut Tx, account: &str, invoice: &str) -> Result<bool,
     Ok(count > 0)
 }
 
+/// Whether the invoice has an invoice payment that counts or may count other than its open default
+/// one (which voiding or paying out of band retires rather than refuses).
+pub async fn has_live_besides_open_default<'e, E>(
+    executor: E,
+    account: &str,
+    invoice: &str,
+) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND invoice = $2 \
+         AND status <> 'canceled' AND NOT (status = 'open' AND is_default = $3)",
+    )
+    .bind(account)
+    .bind(invoice)
+    .bind(true)
+    .fetch_one(executor)
+    .await?;
+    Ok(count > 0)
+}
+
 /// Whether the invoice's default invoice payment (the one PayInvoice made) is still `open`.
 /// The invoice's open default invoice payment (the one PayInvoice created), if any.
 pub async fn open_default<'e, E>(

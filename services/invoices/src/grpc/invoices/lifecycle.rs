@@ -12,7 +12,7 @@ use super::op::{InvoiceEvent, InvoiceOp};
 use crate::domain::balance::{self as ledger, TransactionType};
 use crate::domain::invoice::{InvoiceStatus, Settlement, settle};
 use crate::grpc::AppState;
-use crate::model::{recompute, set_status};
+use crate::model::{self, recompute, set_status};
 use crate::store::balance::{self, Posting};
 use crate::store::invoice_credits;
 use crate::store::{StoreError, invoice_numbers, invoice_payments};
@@ -108,14 +108,20 @@ pub(crate) async fn finalize(
     settle_status(op, now)
 }
 
-/// Voids the locked invoice, returning the balance finalization applied (`unapplied_from_invoice`).
-pub(crate) async fn void(
-    op: &mut InvoiceOp,
-    state: &AppState,
-    ctx: &RequestContext,
-    now: i64,
-) -> Result<(), ApiError> {
-    match op.status()? {
+/// What an invoice carries besides its amounts that voiding it would have to undo: invoice payments
+/// that count or may count, and credit notes issued or being issued (a reserved credit, which no
+/// amount shows yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Attached {
+    pub payments: bool,
+    pub credits: bool,
+}
+
+/// Whether `doc` may be voided: open or uncollectible, nothing paid, no payments applied, no credit
+/// notes. Pure, so a request checks it on the invoice it read before doing anything irreversible
+/// (cancelling the default PaymentIntent), and [`void`] again under the row lock.
+pub(crate) fn check_void(doc: &pb::Invoice, attached: Attached) -> Result<(), ApiError> {
+    match model::status(doc)? {
         InvoiceStatus::Open | InvoiceStatus::Uncollectible => {}
         InvoiceStatus::Draft => {
             return Err(state_unsupported("A draft invoice cannot be voided; delete it instead."));
@@ -127,18 +133,32 @@ pub(crate) async fn void(
             )));
         }
     }
-    if op.doc.amount_paid > 0 || invoice_payments::has_live(&mut op.tx, ctx.account(), &op.doc.id).await? {
+    if doc.amount_paid > 0 || attached.payments {
         return Err(state_unsupported("This invoice has payments applied; detach them before voiding it."));
     }
-    if op.doc.pre_payment_credit_notes_amount > 0 || op.doc.post_payment_credit_notes_amount > 0 {
+    if doc.pre_payment_credit_notes_amount > 0 || doc.post_payment_credit_notes_amount > 0 {
         return Err(state_unsupported("This invoice has credit notes; void them before voiding it."));
     }
-    // Also a credit note still being issued (a reserved credit, which no amount shows yet).
-    if invoice_credits::has_live(&mut *op.tx, ctx.account(), &op.doc.id).await? {
+    if attached.credits {
         return Err(state_unsupported(
             "This invoice has credit notes that are issued or being issued; void them, or let their issue finish, before voiding it.",
         ));
     }
+    Ok(())
+}
+
+/// Voids the locked invoice, returning the balance finalization applied (`unapplied_from_invoice`).
+pub(crate) async fn void(
+    op: &mut InvoiceOp,
+    state: &AppState,
+    ctx: &RequestContext,
+    now: i64,
+) -> Result<(), ApiError> {
+    let attached = Attached {
+        payments: invoice_payments::has_live(&mut op.tx, ctx.account(), &op.doc.id).await?,
+        credits: invoice_credits::has_live(&mut *op.tx, ctx.account(), &op.doc.id).await?,
+    };
+    check_void(&op.doc, attached)?;
     let amounts = recompute(&mut op.doc)?;
     let returned = ledger::returned_at_void(&amounts).map_err(StoreError::from)?;
     post_balance(op, state, ctx, returned, TransactionType::UnappliedFromInvoice).await?;
@@ -183,6 +203,19 @@ pub(crate) fn check_pay_out_of_band(req: &pb::PayInvoiceRequest) -> Result<(), A
     Ok(())
 }
 
+/// Whether `doc` may be marked paid out of band: a draft (finalized first), an open or an
+/// uncollectible invoice; FAILED_PRECONDITION `invoice_not_open` for a paid or void one. Pure, for the
+/// same reason as [`check_void`].
+pub(crate) fn check_out_of_band(doc: &pb::Invoice) -> Result<(), ApiError> {
+    match model::status(doc)? {
+        InvoiceStatus::Draft | InvoiceStatus::Open | InvoiceStatus::Uncollectible => Ok(()),
+        status @ (InvoiceStatus::Paid | InvoiceStatus::Void) => Err(ApiError::failed_precondition(
+            ErrorReason::InvoiceNotOpen,
+            format!("This invoice is {} and cannot be paid.", status.as_str()),
+        )),
+    }
+}
+
 /// Marks what remains to pay as paid outside settle (`amount_paid_off_stripe`); a draft is finalized
 /// first. FAILED_PRECONDITION `invoice_not_open` for a paid or void invoice, `state_unsupported` while
 /// the invoice's default payment is still processing.
@@ -192,15 +225,9 @@ pub(crate) async fn pay_out_of_band(
     ctx: &RequestContext,
     now: i64,
 ) -> Result<(), ApiError> {
-    match op.status()? {
-        InvoiceStatus::Draft => finalize(op, state, ctx, now).await?,
-        InvoiceStatus::Open | InvoiceStatus::Uncollectible => {}
-        status @ (InvoiceStatus::Paid | InvoiceStatus::Void) => {
-            return Err(ApiError::failed_precondition(
-                ErrorReason::InvoiceNotOpen,
-                format!("This invoice is {} and cannot be paid.", status.as_str()),
-            ));
-        }
+    check_out_of_band(&op.doc)?;
+    if op.status()? == InvoiceStatus::Draft {
+        finalize(op, state, ctx, now).await?;
     }
     if op.status()? == InvoiceStatus::Paid {
         // Finalizing left nothing to pay.
