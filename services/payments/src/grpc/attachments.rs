@@ -165,13 +165,14 @@ impl AttachmentsApi {
         let state = &self.state;
         let mut tx = state.db.begin().await?;
         let snapshot = lock_payment(&mut tx, state, ctx, &req.payment, kind).await?;
-        if let Some(existing) = store::find_by_saga(&mut tx, ctx.account(), saga, &req.payment).await? {
+        let (by_saga, active) = store::find_for_reserve(&mut tx, ctx.account(), saga, &req.payment).await?;
+        if let Some(existing) = by_saga {
             // A repeated step: answer with what that saga has, whatever it is now.
             tx.commit().await?;
             return Ok(render(&existing, Some(&snapshot)));
         }
         attachment::check_reservation(&snapshot, &req.customer, currency)?;
-        if let Some(active) = store::find_active(&mut *tx, ctx.account(), &req.payment).await? {
+        if let Some(active) = active {
             return Err(AttachmentError::AlreadyAttached { invoice: active.invoice }.into());
         }
         let now = now_unix();

@@ -57,6 +57,33 @@ pub async fn find_by_saga(
         .await?)
 }
 
+/// In one round trip, what a reservation by saga `saga_id` must know of `payment`: the attachment that
+/// saga made (or released) on it, and the payment's live attachment (reserved or confirmed), if any.
+pub async fn find_for_reserve(
+    tx: &mut Tx,
+    account: &str,
+    saga_id: &str,
+    payment: &str,
+) -> Result<(Option<AttachmentRow>, Option<AttachmentRow>), StoreError> {
+    let rows: Vec<AttachmentRow> =
+        sqlx::query_as(select!(" AND payment = $2 AND (saga_id = $3 OR status <> 'released')"))
+            .bind(account)
+            .bind(payment)
+            .bind(saga_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    let mut by_saga = None;
+    let mut active = None;
+    for row in rows {
+        if row.saga_id == saga_id {
+            by_saga = Some(row);
+        } else if row.status != AttachmentStatus::Released.as_str() {
+            active = Some(row);
+        }
+    }
+    Ok((by_saga, active))
+}
+
 /// The payment's live (reserved or confirmed) attachment.
 pub async fn find_active<'e, E>(
     executor: E,

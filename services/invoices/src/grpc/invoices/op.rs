@@ -95,7 +95,19 @@ pub(crate) async fn respond(
     doc: pb::Invoice,
     expand: Expand,
 ) -> Result<pb::Invoice, ApiError> {
-    let mut doc = render(&mut *conn, ctx.account(), doc).await?;
+    let doc = render(&mut *conn, ctx.account(), doc).await?;
+    expand_rendered(state, ctx, conn, doc, expand).await
+}
+
+/// A [`render`]ed invoice with the requested expansions: the response, when the invoice was just
+/// rendered for its events in the same transaction (no second read of its lines and balance).
+async fn expand_rendered(
+    state: &AppState,
+    ctx: &RequestContext,
+    conn: &mut AnyConnection,
+    mut doc: pb::Invoice,
+    expand: Expand,
+) -> Result<pb::Invoice, ApiError> {
     if expand.payments {
         let (data, has_more) =
             invoice_payments::for_invoice(&mut *conn, ctx.account(), &doc.id, EMBEDDED_PAYMENTS).await?;
@@ -275,8 +287,10 @@ impl InvoiceOp {
         ctx: &RequestContext,
         expand: Expand,
     ) -> Result<pb::Invoice, ApiError> {
-        self.write(state, ctx).await?;
-        let response = respond(state, ctx, &mut self.tx, self.doc.clone(), expand).await?;
+        let response = match self.write(state, ctx).await? {
+            Some(rendered) => expand_rendered(state, ctx, &mut self.tx, rendered, expand).await?,
+            None => respond(state, ctx, &mut self.tx, self.doc.clone(), expand).await?,
+        };
         self.close(state, &response).await?;
         Ok(response)
     }
@@ -319,8 +333,13 @@ impl InvoiceOp {
         Ok(response)
     }
 
-    /// Stores the invoice and writes its events.
-    async fn write(&mut self, state: &AppState, ctx: &RequestContext) -> Result<(), ApiError> {
+    /// Stores the invoice and writes its events; returns the invoice as they carry it (rendered), if
+    /// there were any.
+    async fn write(
+        &mut self,
+        state: &AppState,
+        ctx: &RequestContext,
+    ) -> Result<Option<pb::Invoice>, ApiError> {
         let account = ctx.account();
         match &self.before {
             None => invoices::insert(&mut self.tx, account, &self.doc).await?,
@@ -328,7 +347,7 @@ impl InvoiceOp {
             Some(_) => {}
         }
         if self.events.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let rendered = render(&mut self.tx, account, self.doc.clone()).await?;
         let origin = EventOrigin::from(ctx);
@@ -362,7 +381,7 @@ impl InvoiceOp {
             .await?;
             self.other_events = true;
         }
-        Ok(())
+        Ok(Some(rendered))
     }
 
     /// Records `response` under the idempotency key and commits.
