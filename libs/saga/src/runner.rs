@@ -25,6 +25,13 @@ pub trait SagaKind: Send + Sync + 'static {
     /// its effect and the saga's next step in one transaction ([`crate::store::advance`] with
     /// `fence`) and returns [`Transition::Committed`].
     async fn step(&self, saga: &Saga, fence: &Fence) -> Result<Transition, StepFailure>;
+
+    /// Whether this kind's success is written before [`SagaRunner::drive`] returns, rather than in
+    /// the next batch. Needed by a kind whose orchestrator reads "is one of these still live?" from
+    /// the log (one charge of an invoice at a time): a batched success would still read as live.
+    fn records_success_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// What a step did.
@@ -256,7 +263,9 @@ impl SagaRunner {
                     saga.state = SagaState::Succeeded;
                     // Recording success can wait and be batched: if it is lost, recovery repeats the
                     // last (idempotent) steps and records it then.
-                    if inner.completions.try_send(fence.clone()).is_err()
+                    let batched =
+                        !kind.records_success_at_once() && inner.completions.try_send(fence.clone()).is_ok();
+                    if !batched
                         && let Err(error) =
                             store::finish_succeeded(&inner.db, std::slice::from_ref(&fence)).await
                     {

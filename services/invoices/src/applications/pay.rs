@@ -215,6 +215,12 @@ impl SagaKind for PaySaga {
         KIND
     }
 
+    /// PayInvoice refuses while a pay saga of the invoice is live (one charge at a time), reading the
+    /// log: a success still waiting in the batch would refuse the next PayInvoice for nothing.
+    fn records_success_at_once(&self) -> bool {
+        true
+    }
+
     async fn step(&self, saga: &Saga, fence: &Fence) -> Result<Transition, StepFailure> {
         let ctx = &self.ctx;
         let mut data: PayData = decode(saga)?;
