@@ -2,7 +2,7 @@
 //! tests, the chaos tool and the load tool call it: one place that knows how to make an open
 //! invoice, a succeeded payment, or page through everything an account has.
 
-use settle_platform::auth::DEV_ACCOUNT;
+use settle_platform::auth::{DEV_ACCOUNT, DEV_API_KEY};
 use settle_proto::common::v1::saga_service_client::SagaServiceClient;
 use settle_proto::common::v1::{ListSagasRequest, Saga, SagaState};
 use settle_proto::events::v1::event_service_client::EventServiceClient;
@@ -19,7 +19,7 @@ use settle_proto::settle::payments::v1::payment_intent_service_client::PaymentIn
 use settle_proto::settle::payments::v1::payment_record_service_client::PaymentRecordServiceClient;
 use settle_proto::settle::payments::v1::refund_service_client::RefundServiceClient;
 use settle_proto::settle::payments::v1::test_helper_service_client::TestHelperServiceClient;
-use settle_testkit::{authorized, idempotent, internal};
+use settle_testkit::{internal_in, with_key};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -43,14 +43,8 @@ pub struct Api {
     /// Set with [`Api::with_credit_notes`].
     pub credit_notes: Option<CreditNoteServiceClient<Channel>>,
     pub credit_note_events: Option<EventServiceClient<Channel>>,
-}
-
-/// The request, with an idempotency key when one is given.
-fn keyed<T>(message: T, key: Option<&str>) -> Request<T> {
-    match key {
-        Some(key) => idempotent(message, key),
-        None => authorized(message),
-    }
+    /// The API key every call carries (the development test key unless [`Api::with_key`]).
+    key: &'static str,
 }
 
 impl Api {
@@ -69,7 +63,37 @@ impl Api {
             payment_events: EventServiceClient::new(payments),
             credit_notes: None,
             credit_note_events: None,
+            key: DEV_API_KEY,
         }
+    }
+
+    /// The same clients, calling with `key` (another account's, or a live key of the same
+    /// account) instead of the development test key.
+    pub fn with_key(mut self, key: &'static str) -> Api {
+        self.key = key;
+        self
+    }
+
+    /// Whether the key is a live-mode key.
+    pub fn livemode(&self) -> bool {
+        self.key.starts_with("sk_live_")
+    }
+
+    /// `message` authorized with the API's key.
+    fn authorized<T>(&self, message: T) -> Request<T> {
+        with_key(message, self.key)
+    }
+
+    /// `message` authorized with the API's key, with an idempotency key when one is given.
+    fn keyed<T>(&self, message: T, idempotency_key: Option<&str>) -> Request<T> {
+        let mut request = self.authorized(message);
+        if let Some(key) = idempotency_key {
+            request.metadata_mut().insert(
+                "idempotency-key",
+                key.parse().unwrap_or_else(|_| panic!("invalid idempotency key {key:?}")),
+            );
+        }
+        request
     }
 
     /// Adds the credit-notes service.
@@ -100,12 +124,12 @@ impl Api {
             credit_amount: (credit_amount > 0).then_some(credit_amount),
             ..Default::default()
         };
-        Ok(self.credit_note_client()?.create_credit_note(keyed(request, key)).await?.into_inner())
+        Ok(self.credit_note_client()?.create_credit_note(self.keyed(request, key)).await?.into_inner())
     }
 
     pub async fn void_credit_note(&self, id: &str, key: Option<&str>) -> Result<cnpb::CreditNote, Status> {
         let request = cnpb::VoidCreditNoteRequest { id: id.to_owned() };
-        Ok(self.credit_note_client()?.void_credit_note(keyed(request, key)).await?.into_inner())
+        Ok(self.credit_note_client()?.void_credit_note(self.keyed(request, key)).await?.into_inner())
     }
 
     /// Every credit note of `invoice`.
@@ -119,7 +143,8 @@ impl Api {
                 starting_after: after.clone(),
                 ..Default::default()
             };
-            let page = self.credit_note_client()?.list_credit_notes(authorized(request)).await?.into_inner();
+            let page =
+                self.credit_note_client()?.list_credit_notes(self.authorized(request)).await?.into_inner();
             after = page.data.last().map(|n| n.id.clone());
             all.extend(page.data);
             if !page.has_more {
@@ -144,18 +169,18 @@ impl Api {
             days_until_due: (!automatic).then_some(30),
             ..Default::default()
         };
-        let draft = invoices.create_invoice(authorized(draft)).await?.into_inner();
+        let draft = invoices.create_invoice(self.authorized(draft)).await?.into_inner();
         let lines = pb::AddLinesRequest {
             id: draft.id.clone(),
             lines: vec![pb::InvoiceLineParams { amount: Some(total), ..Default::default() }],
             ..Default::default()
         };
-        Ok(invoices.add_lines(authorized(lines)).await?.into_inner())
+        Ok(invoices.add_lines(self.authorized(lines)).await?.into_inner())
     }
 
     pub async fn finalize(&self, invoice: &str, key: Option<&str>) -> Result<pb::Invoice, Status> {
         let request = pb::FinalizeInvoiceRequest { id: invoice.to_owned(), ..Default::default() };
-        Ok(self.invoices.clone().finalize_invoice(keyed(request, key)).await?.into_inner())
+        Ok(self.invoices.clone().finalize_invoice(self.keyed(request, key)).await?.into_inner())
     }
 
     /// A PaymentIntent of `amount` in usd for `customer`, confirmed with `payment_method` if given
@@ -174,7 +199,7 @@ impl Api {
             confirm: payment_method.map(|_| true),
             ..Default::default()
         };
-        Ok(self.intents.clone().create_payment_intent(authorized(request)).await?.into_inner())
+        Ok(self.intents.clone().create_payment_intent(self.authorized(request)).await?.into_inner())
     }
 
     /// A Payment Record of `amount` in usd for `customer`, reported as paid outside settle by check
@@ -205,7 +230,7 @@ impl Api {
             guaranteed: guaranteed.then_some(ppb::PaymentRecordGuaranteedParams { guaranteed_at: now - 30 }),
             ..Default::default()
         };
-        Ok(self.records.clone().report_payment(authorized(request)).await?.into_inner())
+        Ok(self.records.clone().report_payment(self.authorized(request)).await?.into_inner())
     }
 
     /// Attaches Payment Record `record` to `invoice`.
@@ -220,7 +245,7 @@ impl Api {
             payment: Some(pb::attach_payment_request::Payment::PaymentRecord(record.to_owned())),
             expand: vec![],
         };
-        Ok(self.invoices.clone().attach_payment(keyed(request, key)).await?.into_inner())
+        Ok(self.invoices.clone().attach_payment(self.keyed(request, key)).await?.into_inner())
     }
 
     /// Ends a `processing` PaymentIntent (a bank debit) as succeeded or failed.
@@ -232,7 +257,7 @@ impl Api {
             outcome: outcome as i32,
             ..Default::default()
         };
-        Ok(self.test_helpers.clone().settle_payment_intent(authorized(request)).await?.into_inner())
+        Ok(self.test_helpers.clone().settle_payment_intent(self.authorized(request)).await?.into_inner())
     }
 
     /// Every refund of `intent`.
@@ -246,7 +271,7 @@ impl Api {
                 starting_after: after.clone(),
                 ..Default::default()
             };
-            let page = self.refunds.clone().list_refunds(authorized(request)).await?.into_inner();
+            let page = self.refunds.clone().list_refunds(self.authorized(request)).await?.into_inner();
             after = page.data.last().map(|r| r.id.clone());
             all.extend(page.data);
             if !page.has_more {
@@ -266,7 +291,7 @@ impl Api {
             payment: Some(pb::attach_payment_request::Payment::PaymentIntent(payment.to_owned())),
             expand: vec![],
         };
-        Ok(self.invoices.clone().attach_payment(keyed(request, key)).await?.into_inner())
+        Ok(self.invoices.clone().attach_payment(self.keyed(request, key)).await?.into_inner())
     }
 
     pub async fn detach(
@@ -280,7 +305,7 @@ impl Api {
             payment: Some(pb::detach_payment_request::Payment::PaymentIntent(payment.to_owned())),
             expand: vec![],
         };
-        Ok(self.invoices.clone().detach_payment(keyed(request, key)).await?.into_inner())
+        Ok(self.invoices.clone().detach_payment(self.keyed(request, key)).await?.into_inner())
     }
 
     /// Moves `payment` from the invoice that counts it to `invoice`.
@@ -295,7 +320,7 @@ impl Api {
             payment: Some(pb::reapply_payment_request::Payment::PaymentIntent(payment.to_owned())),
             expand: vec![],
         };
-        Ok(self.invoices.clone().reapply_payment(keyed(request, key)).await?.into_inner())
+        Ok(self.invoices.clone().reapply_payment(self.keyed(request, key)).await?.into_inner())
     }
 
     /// PayInvoice with `pm_card_visa`.
@@ -315,7 +340,7 @@ impl Api {
             payment_method: payment_method.map(str::to_owned),
             ..Default::default()
         };
-        Ok(self.invoices.clone().pay_invoice(keyed(request, key)).await?.into_inner())
+        Ok(self.invoices.clone().pay_invoice(self.keyed(request, key)).await?.into_inner())
     }
 
     pub async fn pay_out_of_band(&self, invoice: &str, key: Option<&str>) -> Result<pb::Invoice, Status> {
@@ -324,24 +349,24 @@ impl Api {
             paid_out_of_band: Some(true),
             ..Default::default()
         };
-        Ok(self.invoices.clone().pay_invoice(keyed(request, key)).await?.into_inner())
+        Ok(self.invoices.clone().pay_invoice(self.keyed(request, key)).await?.into_inner())
     }
 
     pub async fn void(&self, invoice: &str, key: Option<&str>) -> Result<pb::Invoice, Status> {
         let request = pb::VoidInvoiceRequest { id: invoice.to_owned(), ..Default::default() };
-        Ok(self.invoices.clone().void_invoice(keyed(request, key)).await?.into_inner())
+        Ok(self.invoices.clone().void_invoice(self.keyed(request, key)).await?.into_inner())
     }
 
     pub async fn invoice(&self, id: &str) -> Result<pb::Invoice, Status> {
         let request = pb::GetInvoiceRequest { id: id.to_owned(), ..Default::default() };
-        Ok(self.invoices.clone().get_invoice(authorized(request)).await?.into_inner())
+        Ok(self.invoices.clone().get_invoice(self.authorized(request)).await?.into_inner())
     }
 
     /// The invoice with its `confirmation_secret` expanded.
     pub async fn invoice_with_secret(&self, id: &str) -> Result<pb::Invoice, Status> {
         let request =
             pb::GetInvoiceRequest { id: id.to_owned(), expand: vec!["confirmation_secret".to_owned()] };
-        Ok(self.invoices.clone().get_invoice(authorized(request)).await?.into_inner())
+        Ok(self.invoices.clone().get_invoice(self.authorized(request)).await?.into_inner())
     }
 
     /// Every invoice payment of `invoice`, all statuses.
@@ -355,8 +380,12 @@ impl Api {
                 starting_after: after.clone(),
                 ..Default::default()
             };
-            let page =
-                self.invoice_payments.clone().list_invoice_payments(authorized(request)).await?.into_inner();
+            let page = self
+                .invoice_payments
+                .clone()
+                .list_invoice_payments(self.authorized(request))
+                .await?
+                .into_inner();
             after = page.data.last().map(|p| p.id.clone());
             all.extend(page.data);
             if !page.has_more {
@@ -380,7 +409,7 @@ impl Api {
                 ..Default::default()
             };
             let page =
-                self.balances.clone().list_balance_transactions(authorized(request)).await?.into_inner();
+                self.balances.clone().list_balance_transactions(self.authorized(request)).await?.into_inner();
             after = page.data.last().map(|t| t.id.clone());
             all.extend(page.data);
             if !page.has_more {
@@ -394,7 +423,7 @@ impl Api {
     pub async fn balance(&self, customer: &str) -> Result<i64, Status> {
         let request =
             pb::GetCustomerBalanceRequest { customer: customer.to_owned(), currency: Some("usd".to_owned()) };
-        Ok(self.balances.clone().get_customer_balance(authorized(request)).await?.into_inner().balance)
+        Ok(self.balances.clone().get_customer_balance(self.authorized(request)).await?.into_inner().balance)
     }
 
     /// Every invoice of the account.
@@ -407,7 +436,7 @@ impl Api {
                 starting_after: after.clone(),
                 ..Default::default()
             };
-            let page = self.invoices.clone().list_invoices(authorized(request)).await?.into_inner();
+            let page = self.invoices.clone().list_invoices(self.authorized(request)).await?.into_inner();
             after = page.data.last().map(|i| i.id.clone());
             all.extend(page.data);
             if !page.has_more {
@@ -427,7 +456,8 @@ impl Api {
                 starting_after: after.clone(),
                 ..Default::default()
             };
-            let page = self.intents.clone().list_payment_intents(authorized(request)).await?.into_inner();
+            let page =
+                self.intents.clone().list_payment_intents(self.authorized(request)).await?.into_inner();
             after = page.data.last().map(|i| i.id.clone());
             all.extend(page.data);
             if !page.has_more {
@@ -439,7 +469,12 @@ impl Api {
     /// The payment's live (reserved or confirmed) attachment in payments.
     pub async fn attachment(&self, payment: &str) -> Result<Option<ppb::Attachment>, Status> {
         let request = ppb::GetAttachmentRequest { payment: payment.to_owned() };
-        match self.attachments.clone().get_attachment(internal(request, DEV_ACCOUNT)).await {
+        match self
+            .attachments
+            .clone()
+            .get_attachment(internal_in(request, DEV_ACCOUNT, self.livemode()))
+            .await
+        {
             Ok(response) => Ok(Some(response.into_inner())),
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(status),
@@ -452,7 +487,9 @@ impl Api {
         for state in [SagaState::Running, SagaState::Compensating] {
             let request =
                 ListSagasRequest { state: Some(state as i32), limit: Some(PAGE), ..Default::default() };
-            live.extend(self.invoice_sagas.clone().list_sagas(authorized(request)).await?.into_inner().data);
+            live.extend(
+                self.invoice_sagas.clone().list_sagas(self.authorized(request)).await?.into_inner().data,
+            );
         }
         Ok(live)
     }
@@ -462,14 +499,23 @@ impl Api {
         Ok(Api::all_events(client).await?.into_iter().map(|e| e.r#type).collect())
     }
 
-    /// Every event of the account on one service's outbox, oldest first.
+    /// Every event of the development account's test mode on one service's outbox, oldest first.
     pub async fn all_events(client: &EventServiceClient<Channel>) -> Result<Vec<Event>, Status> {
+        Api::events_with_key(client, DEV_API_KEY).await
+    }
+
+    /// Every event the API's key sees on one service's outbox, oldest first.
+    pub async fn events(&self, client: &EventServiceClient<Channel>) -> Result<Vec<Event>, Status> {
+        Api::events_with_key(client, self.key).await
+    }
+
+    async fn events_with_key(client: &EventServiceClient<Channel>, key: &str) -> Result<Vec<Event>, Status> {
         let mut all: Vec<Event> = Vec::new();
         let mut after = None;
         loop {
             let request =
                 ListEventsRequest { limit: Some(PAGE), starting_after: after.clone(), ..Default::default() };
-            let page = client.clone().list_events(authorized(request)).await?.into_inner();
+            let page = client.clone().list_events(with_key(request, key)).await?.into_inner();
             after = page.data.last().map(|e| e.id.clone());
             all.extend(page.data);
             if !page.has_more {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use settle_platform::auth::{DEV_ACCOUNT, DEV_API_KEY};
 use settle_platform::db::Backend;
 use settle_platform::testing::TestDatabase;
-use settle_testkit::{INTERNAL_KEY, OTHER_ACCOUNT, OTHER_API_KEY};
+use settle_testkit::{INTERNAL_KEY, LIVE_API_KEY, OTHER_ACCOUNT, OTHER_API_KEY};
 use tonic::transport::Channel;
 
 use crate::process::{Node, Service, free_addr};
@@ -65,7 +65,9 @@ impl Cluster {
                 ("DATABASE_URL".to_owned(), db.url().to_owned()),
                 (
                     "SETTLE_API_KEYS".to_owned(),
-                    format!("{DEV_API_KEY}={DEV_ACCOUNT},{OTHER_API_KEY}={OTHER_ACCOUNT}"),
+                    format!(
+                        "{DEV_API_KEY}={DEV_ACCOUNT},{LIVE_API_KEY}={DEV_ACCOUNT},{OTHER_API_KEY}={OTHER_ACCOUNT}"
+                    ),
                 ),
                 ("SETTLE_INTERNAL_KEY".to_owned(), INTERNAL_KEY.to_owned()),
                 (

@@ -17,6 +17,7 @@ use tower::{Layer, Service};
 
 use crate::error::ApiError;
 use crate::ids::IdPrefix;
+use crate::scope::Scope;
 
 /// Metadata naming the account an internal call acts for.
 pub const ACCOUNT_HEADER: &str = "settle-account";
@@ -33,24 +34,28 @@ pub const DEV_INTERNAL_KEY: &str = "sk_internal_settle_dev";
 /// Who a call acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    account: Arc<str>,
-    livemode: bool,
+    scope: Scope,
     internal: bool,
 }
 
 impl Principal {
     /// A principal for `account` (tests and internal tooling).
     pub fn new(account: &str, livemode: bool, internal: bool) -> Self {
-        Principal { account: account.into(), livemode, internal }
+        Principal { scope: Scope::new(account, livemode), internal }
     }
 
-    /// The account (`acct_…`) every row the call reads or writes must belong to.
+    /// The (account, mode) every row the call reads or writes must belong to.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The account (`acct_…`) of the scope.
     pub fn account(&self) -> &str {
-        &self.account
+        self.scope.account()
     }
 
     pub fn livemode(&self) -> bool {
-        self.livemode
+        self.scope.livemode()
     }
 
     /// Whether the call came from another settle service with the internal key.

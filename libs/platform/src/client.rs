@@ -10,6 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::auth::{ACCOUNT_HEADER, LIVEMODE_HEADER};
+use crate::scope::Scope;
 
 /// Deadlines for calls to a peer.
 #[derive(Debug, Clone)]
@@ -62,17 +63,18 @@ impl Peer {
         self.channel.clone()
     }
 
-    /// Wraps `message` for a call made on behalf of `account`, in the current trace.
-    pub fn request<T>(&self, account: &str, livemode: bool, message: T) -> Request<T> {
+    /// Wraps `message` for a call made on behalf of `scope` (an account in one mode), in the
+    /// current trace.
+    pub fn request<T>(&self, scope: &Scope, message: T) -> Request<T> {
         let mut request = Request::new(message);
         let metadata = request.metadata_mut();
         metadata.insert("authorization", self.authorization.clone());
-        if let Ok(account) = account.parse() {
+        if let Ok(account) = scope.account().parse() {
             metadata.insert(ACCOUNT_HEADER, account);
         }
         metadata.insert(
             LIVEMODE_HEADER,
-            AsciiMetadataValue::from_static(if livemode { "true" } else { "false" }),
+            AsciiMetadataValue::from_static(if scope.livemode() { "true" } else { "false" }),
         );
         inject_trace_context(metadata);
         request

@@ -7,6 +7,7 @@ use tonic::Request;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::scope::Scope;
 
 /// Metadata carrying Stripe's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -39,6 +40,11 @@ impl RequestContext {
         };
         let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
         Ok(RequestContext { principal, idempotency_key, request_id })
+    }
+
+    /// The (account, mode) the call acts in: what every store query is scoped by.
+    pub fn scope(&self) -> &Scope {
+        self.principal.scope()
     }
 
     pub fn account(&self) -> &str {

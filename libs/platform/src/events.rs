@@ -42,7 +42,8 @@ macro_rules! select_events {
     };
 }
 
-const COLUMNS: &str = select_events!("account_id = ");
+/// One scope's events: `SqlBuilder::scoped(SCOPED, scope)`, filters follow with ` AND …`.
+const SCOPED: &str = select_events!("");
 /// Every account's events (for settle's own services); filters follow with ` AND …`.
 const ALL_ACCOUNTS: &str = select_events!("seq IS NOT NULL");
 
@@ -198,8 +199,8 @@ impl EventService for EventsService {
         if !IdPrefix::Event.matches(&id) {
             return Err(not_found().into());
         }
-        let mut query = SqlBuilder::new(COLUMNS);
-        query.bind(ctx.account().to_owned()).filter(" AND id = ", id.clone());
+        let mut query = SqlBuilder::scoped(SCOPED, ctx.scope());
+        query.filter(" AND id = ", id.clone());
         let row = query
             .fetch_all::<EventRow, _>(self.db.pool())
             .await
@@ -234,13 +235,15 @@ impl EventService for EventsService {
         let cursor_seq = match &page.cursor {
             crate::pagination::Cursor::First => None,
             crate::pagination::Cursor::After(id) | crate::pagination::Cursor::Before(id) => {
-                let seq: Option<Option<i64>> =
-                    sqlx::query_scalar("SELECT seq FROM outbox_events WHERE account_id = $1 AND id = $2")
-                        .bind(ctx.account())
-                        .bind(id.as_str())
-                        .fetch_optional(self.db.pool())
-                        .await
-                        .map_err(ApiError::from)?;
+                let seq: Option<Option<i64>> = sqlx::query_scalar(
+                    "SELECT seq FROM outbox_events WHERE account_id = $1 AND livemode = $3 AND id = $2",
+                )
+                .bind(ctx.account())
+                .bind(id.as_str())
+                .bind(ctx.livemode())
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(ApiError::from)?;
                 let field = if matches!(page.cursor, crate::pagination::Cursor::After(_)) {
                     "starting_after"
                 } else {
@@ -249,8 +252,8 @@ impl EventService for EventsService {
                 Some(seq.flatten().ok_or_else(|| ApiError::not_found(IdPrefix::Event, id, field))?)
             }
         };
-        let mut query = SqlBuilder::new(COLUMNS);
-        query.bind(ctx.account().to_owned()).push(" AND seq IS NOT NULL");
+        let mut query = SqlBuilder::scoped(SCOPED, ctx.scope());
+        query.push(" AND seq IS NOT NULL");
         filter.push_sql(&mut query);
         push_range(&mut query, RangeColumn::Created, params.created.as_ref());
         match (&page.cursor, cursor_seq) {
@@ -293,7 +296,7 @@ impl EventService for EventsService {
             })?,
         };
         // Another settle service may follow every account's events (invoices follows payments).
-        let account = if params.all_accounts {
+        let scope = if params.all_accounts {
             if !ctx.principal.is_internal() {
                 return Err(ApiError::new(
                     tonic::Code::PermissionDenied,
@@ -304,7 +307,7 @@ impl EventService for EventsService {
             }
             None
         } else {
-            Some(ctx.account().to_owned())
+            Some(ctx.scope().clone())
         };
         let (sender, receiver) = mpsc::channel(STREAM_BATCH as usize);
         let db = self.db.clone();
@@ -312,12 +315,8 @@ impl EventService for EventsService {
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                let mut query = match &account {
-                    Some(account) => {
-                        let mut query = SqlBuilder::new(COLUMNS);
-                        query.bind(account.clone());
-                        query
-                    }
+                let mut query = match &scope {
+                    Some(scope) => SqlBuilder::scoped(SCOPED, scope),
                     None => SqlBuilder::new(ALL_ACCOUNTS),
                 };
                 query.filter(" AND seq > ", cursor).push(" ORDER BY seq ASC LIMIT ").bind(STREAM_BATCH);

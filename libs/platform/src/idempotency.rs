@@ -8,7 +8,9 @@
 //!   `idempotency_error`;
 //! - while the first request with the key is still running, `ABORTED` / `idempotency_key_in_use`.
 //!
-//! On PostgreSQL "still running" is an advisory transaction lock on a hash of (account, key), taken
+//! Keys are per (account, livemode): a key used in test mode is unused in live mode (Stripe).
+//!
+//! On PostgreSQL "still running" is an advisory transaction lock on a hash of (scope, key), taken
 //! without waiting in the same round trip as the lookup; the primary key is the backstop if two
 //! claims slip past each other. SQLite serializes writers, so a second request simply waits and
 //! replays.
@@ -22,6 +24,7 @@ use tonic::Code;
 use crate::context::{IDEMPOTENCY_HEADER, RequestContext};
 use crate::db::{Backend, Tx};
 use crate::error::ApiError;
+use crate::scope::Scope;
 use crate::time::now_unix;
 
 /// How long a key is remembered (Stripe: 24 hours).
@@ -45,7 +48,7 @@ pub struct Pending {
 
 #[derive(Debug)]
 struct ClaimedKey {
-    account: String,
+    scope: Scope,
     key: String,
     method: &'static str,
     fingerprint: Vec<u8>,
@@ -73,12 +76,13 @@ pub async fn claim<T: Message + Default>(
                 "SELECT l.locked, k.method, k.fingerprint, k.response \
                  FROM (SELECT pg_try_advisory_xact_lock($1) AS locked) AS l \
                  LEFT JOIN idempotency_keys AS k \
-                   ON k.account_id = $2 AND k.key = $3 AND k.created >= $4",
+                   ON k.account_id = $2 AND k.livemode = $5 AND k.key = $3 AND k.created >= $4",
             )
-            .bind(lock_key(ctx.account(), key))
+            .bind(lock_key(ctx.scope(), key))
             .bind(ctx.account())
             .bind(key.as_str())
             .bind(cutoff)
+            .bind(ctx.livemode())
             .fetch_one(&mut **tx)
             .await?;
             let locked: bool = row.try_get(0)?;
@@ -92,11 +96,12 @@ pub async fn claim<T: Message + Default>(
         Backend::Sqlite => {
             let row = sqlx::query(
                 "SELECT method, fingerprint, response FROM idempotency_keys \
-                 WHERE account_id = $1 AND key = $2 AND created >= $3",
+                 WHERE account_id = $1 AND livemode = $4 AND key = $2 AND created >= $3",
             )
             .bind(ctx.account())
             .bind(key.as_str())
             .bind(cutoff)
+            .bind(ctx.livemode())
             .fetch_optional(&mut **tx)
             .await?;
             let stored = match row {
@@ -119,12 +124,7 @@ pub async fn claim<T: Message + Default>(
         }
         None if !locked => Err(in_use(key)),
         None => Ok(Claim::Fresh(Pending {
-            claimed: Some(ClaimedKey {
-                account: ctx.account().to_owned(),
-                key: key.clone(),
-                method,
-                fingerprint,
-            }),
+            claimed: Some(ClaimedKey { scope: ctx.scope().clone(), key: key.clone(), method, fingerprint }),
         })),
     }
 }
@@ -146,11 +146,12 @@ where
     let Some(key) = &ctx.idempotency_key else { return Ok(None) };
     let row = sqlx::query(
         "SELECT method, fingerprint, response FROM idempotency_keys \
-         WHERE account_id = $1 AND key = $2 AND created >= $3",
+         WHERE account_id = $1 AND livemode = $4 AND key = $2 AND created >= $3",
     )
     .bind(ctx.account())
     .bind(key.as_str())
     .bind(now_unix() - KEY_TTL_SECONDS)
+    .bind(ctx.livemode())
     .fetch_optional(executor)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -174,20 +175,21 @@ impl Pending {
         // An expired row with the same key is overwritten; a live one means a concurrent request
         // with the key committed first, and this one must not take effect.
         let result = sqlx::query(
-            "INSERT INTO idempotency_keys (account_id, key, method, fingerprint, response, created) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (account_id, key) DO UPDATE SET method = excluded.method, \
+            "INSERT INTO idempotency_keys (account_id, livemode, key, method, fingerprint, response, created) \
+             VALUES ($1, $8, $2, $3, $4, $5, $6) \
+             ON CONFLICT (account_id, livemode, key) DO UPDATE SET method = excluded.method, \
                fingerprint = excluded.fingerprint, response = excluded.response, \
                created = excluded.created \
              WHERE idempotency_keys.created < $7",
         )
-        .bind(claimed.account.as_str())
+        .bind(claimed.scope.account())
         .bind(claimed.key.as_str())
         .bind(claimed.method)
         .bind(claimed.fingerprint)
         .bind(response.encode_to_vec())
         .bind(now)
         .bind(now - KEY_TTL_SECONDS)
+        .bind(claimed.scope.livemode())
         .execute(&mut **tx)
         .await?;
         if result.rows_affected() == 0 {
@@ -214,8 +216,12 @@ fn fingerprint(method: &str, request: &impl Message) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-fn lock_key(account: &str, key: &str) -> i64 {
-    let digest = Sha256::new().chain_update(account).chain_update([0u8]).chain_update(key).finalize();
+fn lock_key(scope: &Scope, key: &str) -> i64 {
+    let digest = Sha256::new()
+        .chain_update(scope.account())
+        .chain_update([0u8, u8::from(scope.livemode())])
+        .chain_update(key)
+        .finalize();
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
@@ -257,8 +263,10 @@ mod tests {
     }
 
     #[test]
-    fn lock_key_separates_accounts() {
-        assert_ne!(lock_key("acct_a", "k"), lock_key("acct_b", "k"));
-        assert_ne!(lock_key("acct_a", "bk"), lock_key("acct_ab", "k"));
+    fn lock_key_separates_accounts_and_modes() {
+        let (a, b, ab) = (Scope::test("acct_a"), Scope::test("acct_b"), Scope::test("acct_ab"));
+        assert_ne!(lock_key(&a, "k"), lock_key(&b, "k"));
+        assert_ne!(lock_key(&a, "bk"), lock_key(&ab, "k"));
+        assert_ne!(lock_key(&a, "k"), lock_key(&Scope::new("acct_a", true), "k"));
     }
 }

@@ -3,7 +3,7 @@
 //! - [`config`]: environment configuration with working defaults;
 //! - [`telemetry`] and [`trace_layer`]: logs, OpenTelemetry traces, W3C propagation, a span per RPC;
 //! - [`server`]: bind, health (`grpc.health.v1`), reflection (v1 and v1alpha), graceful drain;
-//! - [`auth`] and [`context`]: bearer keys → account, request context;
+//! - [`auth`], [`context`] and [`scope`]: bearer keys → (account, livemode), request context;
 //! - [`idempotency`]: Stripe's idempotency keys, stored with the change they guard;
 //! - [`ids`], [`pagination`], [`error`]: Stripe-style ids, cursor paging, the error → status mapping;
 //! - [`db`], [`sql`]: PostgreSQL or SQLite chosen by URL, migrations at start, dynamic queries;
@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pagination;
 pub mod proto_json;
+pub mod scope;
 pub mod search;
 pub mod server;
 pub mod shutdown;
@@ -39,3 +40,4 @@ pub mod trace_layer;
 pub mod validate;
 
 pub use error::ApiError;
+pub use scope::Scope;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::RequestContext;
 use crate::db::{Backend, Db, Tx};
 use crate::ids::IdPrefix;
+use crate::scope::Scope;
 use crate::time::now_unix;
 
 /// How long events are kept (Stripe: 30 days).
@@ -75,8 +76,8 @@ impl EventHub {
 /// Request details copied into every event the request causes.
 #[derive(Debug, Clone, Default)]
 pub struct EventOrigin {
-    pub account: String,
-    pub livemode: bool,
+    /// The (account, mode) the events belong to.
+    pub scope: Scope,
     pub request_id: Option<String>,
     pub idempotency_key: Option<String>,
 }
@@ -84,8 +85,7 @@ pub struct EventOrigin {
 impl From<&RequestContext> for EventOrigin {
     fn from(ctx: &RequestContext) -> Self {
         EventOrigin {
-            account: ctx.account().to_owned(),
-            livemode: ctx.livemode(),
+            scope: ctx.scope().clone(),
             request_id: ctx.request_id.as_deref().map(str::to_owned),
             idempotency_key: ctx.idempotency_key.clone(),
         }
@@ -142,7 +142,7 @@ pub async fn append<M: Message + Name>(
     };
     insert
         .bind(id.as_str())
-        .bind(origin.account.as_str())
+        .bind(origin.scope.account())
         .bind(event_type)
         .bind(object_id)
         .bind(M::type_url())
@@ -151,7 +151,7 @@ pub async fn append<M: Message + Name>(
         .bind(origin.request_id.as_deref())
         .bind(origin.idempotency_key.as_deref())
         .bind(traceparent)
-        .bind(origin.livemode)
+        .bind(origin.scope.livemode())
         .bind(now_unix())
         .execute(&mut **tx)
         .await?;

@@ -19,6 +19,21 @@ impl SqlBuilder {
         SqlBuilder { sql: sql.to_owned(), ..Default::default() }
     }
 
+    /// Starts `sql` (ending in `WHERE `) with the scope's condition,
+    /// `account_id = $1 AND livemode = $2`; further filters follow with ` AND …`.
+    pub fn scoped(sql: &'static str, scope: &crate::scope::Scope) -> Self {
+        let mut builder = SqlBuilder::new(sql);
+        builder.scope("", scope);
+        builder
+    }
+
+    /// Appends `{table}account_id = $n AND {table}livemode = $m` (`table` is `""` or an alias with
+    /// its dot, `"i."`).
+    pub fn scope(&mut self, table: &'static str, scope: &crate::scope::Scope) -> &mut Self {
+        self.push(table).push("account_id = ").bind(scope.account().to_owned());
+        self.push(" AND ").push(table).push("livemode = ").bind(scope.livemode())
+    }
+
     /// Appends literal SQL (only ever `'static` text written in this codebase).
     pub fn push(&mut self, sql: &'static str) -> &mut Self {
         self.sql.push_str(sql);

@@ -170,7 +170,7 @@ backend_tests! {
 
     outbox_events_are_numbered_per_object_and_in_commit_order => |database: TestDatabase| async move {
         let db = connect(&database).await;
-        let origin = EventOrigin { account: "acct_a".into(), ..Default::default() };
+        let origin = EventOrigin { scope: settle_platform::Scope::test("acct_a"), ..Default::default() };
         for i in 0..3 {
             let mut tx = db.begin().await.unwrap();
             outbox::append(&mut tx, db.backend(), &origin, "widget.updated", "wid_1", &request(&i.to_string()), None).await.unwrap();
@@ -205,7 +205,7 @@ async fn outbox_sequence_follows_commit_order_not_insert_order() {
         return;
     };
     let db = connect(&database).await;
-    let origin = EventOrigin { account: "acct_a".into(), ..Default::default() };
+    let origin = EventOrigin { scope: settle_platform::Scope::test("acct_a"), ..Default::default() };
     let mut early = db.begin().await.unwrap();
     outbox::append(&mut early, db.backend(), &origin, "widget.created", "wid_early", &request("early"), None)
         .await

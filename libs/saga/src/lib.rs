@@ -25,6 +25,7 @@ pub use runner::{
     Ending, Outcome, RunnerSettings, SagaConfig, SagaKind, SagaRunner, StepFailure, Transition,
 };
 
+use settle_platform::Scope;
 use sqlx::migrate::Migrator;
 
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
@@ -36,13 +37,19 @@ pub static MIGRATIONS: settle_platform::db::Migrations =
         .with_history_table("_settle_saga_migrations");
 
 /// A saga id derived from the request's idempotency key, so a retried request finds the saga the
-/// first attempt started; a random one without a key.
-pub fn saga_id_for(account: &str, idempotency_key: Option<&str>) -> String {
+/// first attempt started; a random one without a key. Keys are per mode, so the same key in test
+/// and live mode names two sagas. (Live ids keep the derivation they had before keys were per mode,
+/// so a live saga in flight across the upgrade is still found by its retry.)
+pub fn saga_id_for(scope: &Scope, idempotency_key: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
     match idempotency_key {
         None => settle_platform::ids::IdPrefix::Saga.generate(),
         Some(key) => {
-            let digest = Sha256::new().chain_update(account).chain_update([0u8]).chain_update(key).finalize();
+            let mut hasher = Sha256::new().chain_update(scope.account()).chain_update([0u8]);
+            if !scope.livemode() {
+                hasher.update(b"test\0");
+            }
+            let digest = hasher.chain_update(key).finalize();
             let mut value = 0u128;
             for byte in &digest[..16] {
                 value = (value << 8) | u128::from(*byte);
@@ -63,12 +70,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keyed_saga_ids_are_stable_per_account_and_key() {
-        let a = saga_id_for("acct_a", Some("k"));
-        assert_eq!(a, saga_id_for("acct_a", Some("k")));
-        assert_ne!(a, saga_id_for("acct_b", Some("k")));
-        assert_ne!(a, saga_id_for("acct_a", Some("k2")));
+    fn keyed_saga_ids_are_stable_per_scope_and_key() {
+        let (a_test, b_test, a_live) =
+            (Scope::test("acct_a"), Scope::test("acct_b"), Scope::new("acct_a", true));
+        let a = saga_id_for(&a_test, Some("k"));
+        assert_eq!(a, saga_id_for(&a_test, Some("k")));
+        assert_ne!(a, saga_id_for(&b_test, Some("k")));
+        assert_ne!(a, saga_id_for(&a_test, Some("k2")));
+        assert_ne!(a, saga_id_for(&a_live, Some("k")));
         assert!(settle_platform::ids::IdPrefix::Saga.matches(&a));
-        assert_ne!(saga_id_for("acct_a", None), saga_id_for("acct_a", None));
+        assert_ne!(saga_id_for(&a_test, None), saga_id_for(&a_test, None));
+        // Live ids are what they were before keys were per mode.
+        assert_eq!(saga_id_for(&a_live, Some("k")), "saga_k4NnDX2TESDYPjrB7cD6Evc");
     }
 }

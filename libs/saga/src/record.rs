@@ -1,5 +1,6 @@
 //! A saga as the driver and the kinds see it.
 
+use settle_platform::Scope;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -53,8 +54,8 @@ pub struct SagaFailure {
 #[derive(Debug, Clone)]
 pub struct NewSaga {
     pub id: String,
-    pub account: String,
-    pub livemode: bool,
+    /// The (account, mode) the saga acts in; every step it takes is scoped by it.
+    pub scope: Scope,
     pub kind: &'static str,
     /// The first step to run.
     pub step: &'static str,
@@ -71,8 +72,8 @@ pub struct NewSaga {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Saga {
     pub id: String,
-    pub account: String,
-    pub livemode: bool,
+    /// The (account, mode) the saga acts in; every step it takes is scoped by it.
+    pub scope: Scope,
     pub kind: String,
     pub state: SagaState,
     pub step: String,

@@ -87,7 +87,7 @@ impl SagaService for SagaLogService {
             return Err(not_found().into());
         }
         let saga =
-            store::get(&self.db, ctx.account(), &id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
+            store::get(&self.db, ctx.scope(), &id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
         Ok(Response::new(render(&saga)))
     }
 
@@ -122,7 +122,7 @@ impl SagaService for SagaLogService {
             IdPrefix::Saga,
         )?;
         let filter = ListFilter { state, kind, stuck: params.stuck, created: params.created };
-        let page = store::list(&self.db, ctx.account(), &filter, &page).await.map_err(ApiError::from)?;
+        let page = store::list(&self.db, ctx.scope(), &filter, &page).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::ListSagasResponse {
             data: page.data.iter().map(render).collect(),
             has_more: page.has_more,

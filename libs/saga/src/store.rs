@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use settle_platform::Scope;
 use settle_platform::db::{Db, DbBool, Tx};
 use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
 use settle_platform::sql::SqlBuilder;
@@ -63,8 +64,7 @@ impl From<SagaRow> for Saga {
         });
         Saga {
             id: row.id,
-            account: row.account_id,
-            livemode: row.livemode,
+            scope: Scope::new(row.account_id, row.livemode),
             kind: row.kind,
             // The CHECK constraint admits only the four states.
             state: SagaState::parse(&row.state).unwrap_or(SagaState::Running),
@@ -116,8 +116,8 @@ pub async fn insert(
          VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10, 1, $11, $12, $12, $13)",
     )
     .bind(saga.id.as_str())
-    .bind(saga.account.as_str())
-    .bind(saga.livemode)
+    .bind(saga.scope.account())
+    .bind(saga.scope.livemode())
     .bind(saga.kind)
     .bind(saga.step)
     .bind(saga.data.clone())
@@ -132,8 +132,7 @@ pub async fn insert(
     .await?;
     let record = Saga {
         id: saga.id.clone(),
-        account: saga.account.clone(),
-        livemode: saga.livemode,
+        scope: saga.scope.clone(),
         kind: saga.kind.to_owned(),
         state: SagaState::Running,
         step: saga.step.to_owned(),
@@ -306,7 +305,7 @@ pub async fn claim_due(
 /// Subjects are compared as [`insert`] stores them (a sorted map serialized to JSON).
 pub async fn live_on<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     kind: &str,
     subjects: &BTreeMap<String, String>,
 ) -> Result<Option<String>, sqlx::Error>
@@ -315,21 +314,23 @@ where
 {
     let subjects = serde_json::to_string(subjects).unwrap_or_else(|_| "{}".to_owned());
     sqlx::query_scalar(
-        "SELECT id FROM sagas WHERE account_id = $1 AND kind = $2 AND subjects = $3 \
+        "SELECT id FROM sagas WHERE account_id = $1 AND livemode = $4 AND kind = $2 AND subjects = $3 \
          AND state IN ('running', 'compensating') LIMIT 1",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(kind)
     .bind(subjects)
+    .bind(scope.livemode())
     .fetch_optional(executor)
     .await
 }
 
-/// One saga of the account.
-pub async fn get(db: &Db, account: &str, id: &str) -> Result<Option<Saga>, sqlx::Error> {
-    let row: Option<SagaRow> = sqlx::query_as(select!("WHERE account_id = $1 AND id = $2"))
-        .bind(account)
+/// One saga of the scope.
+pub async fn get(db: &Db, scope: &Scope, id: &str) -> Result<Option<Saga>, sqlx::Error> {
+    let row: Option<SagaRow> = sqlx::query_as(select!("WHERE account_id = $1 AND livemode = $3 AND id = $2"))
+        .bind(scope.account())
         .bind(id)
+        .bind(scope.livemode())
         .fetch_optional(db.pool())
         .await?;
     Ok(row.map(Saga::from))
@@ -344,15 +345,14 @@ pub struct ListFilter {
     pub created: Option<settle_proto::common::v1::RangeFilter>,
 }
 
-/// A page of the account's sagas, newest first.
+/// A page of the scope's sagas, newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<Saga>, sqlx::Error> {
-    let mut query = SqlBuilder::new(select!("WHERE account_id = "));
-    query.bind(account.to_owned());
+    let mut query = SqlBuilder::scoped(select!("WHERE "), scope);
     if let Some(state) = filter.state {
         query.filter(" AND state = ", state.as_str().to_owned());
     }

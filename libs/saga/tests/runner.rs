@@ -111,8 +111,7 @@ async fn record(
 ) -> (Saga, Fence) {
     let saga = NewSaga {
         id: settle_platform::ids::IdPrefix::Saga.generate(),
-        account: "acct_a".into(),
-        livemode: false,
+        scope: settle_platform::Scope::test("acct_a"),
         kind: "attach_payment",
         step: "call",
         data,
@@ -142,7 +141,7 @@ backend_tests! {
         assert_eq!(demo.calls.load(Ordering::SeqCst), 1);
         shutdown.cancel();
         background.await.unwrap();
-        let stored = store::get(&db, "acct_a", &saga.id).await.unwrap().unwrap();
+        let stored = store::get(&db, &settle_platform::Scope::test("acct_a"), &saga.id).await.unwrap().unwrap();
         assert_eq!((stored.state, stored.step.as_str()), (SagaState::Succeeded, "notify"));
         assert!(stored.completed_at.is_some());
         assert_eq!(ledger_rows(&db).await, 1);
@@ -153,7 +152,7 @@ backend_tests! {
         let (saga, fence) = record(&runner, vec![0], None, runner.lease_until()).await;
         let Outcome::Pending(pending) = runner.drive(saga.clone(), fence).await else { panic!("pending") };
         assert_eq!(pending.last_error.as_deref(), Some("peer unavailable"));
-        let stored = store::get(&db, "acct_a", &saga.id).await.unwrap().unwrap();
+        let stored = store::get(&db, &settle_platform::Scope::test("acct_a"), &saga.id).await.unwrap().unwrap();
         assert_eq!(stored.state, SagaState::Running);
         assert!(stored.lease_expires_at <= now_millis() + 1_000, "due again soon, not after the full lease");
         // Recovery resumes it once due; the peer recovers after three more failures.
@@ -161,7 +160,7 @@ backend_tests! {
         for _ in 0..200 {
             runner.recover_once(&permits).await.unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
-            if ledger_rows(&db).await == 1 && store::get(&db, "acct_a", &saga.id).await.unwrap().unwrap().step == "notify" {
+            if ledger_rows(&db).await == 1 && store::get(&db, &settle_platform::Scope::test("acct_a"), &saga.id).await.unwrap().unwrap().step == "notify" {
                 break;
             }
         }
@@ -178,7 +177,7 @@ backend_tests! {
         let background = runner.spawn_background(shutdown.clone());
         let mut finished = false;
         for _ in 0..500 {
-            let stored = store::get(&db, "acct_a", &saga.id).await.unwrap().unwrap();
+            let stored = store::get(&db, &settle_platform::Scope::test("acct_a"), &saga.id).await.unwrap().unwrap();
             if stored.state == SagaState::Succeeded { finished = true; break; }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -197,11 +196,11 @@ backend_tests! {
         let (saga, fence) = record(&runner, vec![1], None, runner.lease_until()).await;
         let Outcome::Failed(failed) = runner.drive(saga.clone(), fence).await else { panic!("fails") };
         assert_eq!(failed.failure.as_ref().unwrap().reason, "invoice_not_open");
-        let stored = store::get(&db, "acct_a", &saga.id).await.unwrap().unwrap();
+        let stored = store::get(&db, &settle_platform::Scope::test("acct_a"), &saga.id).await.unwrap().unwrap();
         assert_eq!(stored.state, SagaState::Failed);
         assert_eq!(stored.failure.unwrap().code, tonic::Code::FailedPrecondition);
         assert_eq!(ledger_rows(&db).await, 0);
-        let failed_only = store::list(&db, "acct_a", &store::ListFilter { state: Some(SagaState::Failed), ..Default::default() },
+        let failed_only = store::list(&db, &settle_platform::Scope::test("acct_a"), &store::ListFilter { state: Some(SagaState::Failed), ..Default::default() },
             &settle_platform::pagination::PageRequest::parse(None, None, None, settle_platform::ids::IdPrefix::Saga).unwrap()).await.unwrap();
         assert_eq!(failed_only.data.len(), 1);
     };

@@ -29,6 +29,9 @@ pub use settle_platform::testing;
 pub const OTHER_API_KEY: &str = "sk_test_other_account";
 /// The account [`OTHER_API_KEY`] acts for.
 pub const OTHER_ACCOUNT: &str = "acct_other";
+/// A live-mode key of the development account, for mode-separation tests: the account's live
+/// data, which its test key never sees.
+pub const LIVE_API_KEY: &str = "sk_live_settle_tests";
 /// The internal key test services share.
 pub const INTERNAL_KEY: &str = "sk_internal_test_key";
 
@@ -41,8 +44,8 @@ pub fn config(database: &TestDatabase) -> PlatformConfig {
         database_url: SecretString::from(database.url().to_owned()),
         database_max_connections: 8,
         api_keys: Some(SecretString::from(format!(
-            "{DEV_API_KEY}={},{OTHER_API_KEY}={OTHER_ACCOUNT}",
-            settle_platform::auth::DEV_ACCOUNT
+            "{DEV_API_KEY}={account},{LIVE_API_KEY}={account},{OTHER_API_KEY}={OTHER_ACCOUNT}",
+            account = settle_platform::auth::DEV_ACCOUNT
         ))),
         internal_key: Some(SecretString::from(INTERNAL_KEY.to_owned())),
         shutdown_grace_seconds: 5,
@@ -127,12 +130,22 @@ pub fn idempotent<T>(message: T, idempotency_key: &str) -> Request<T> {
     request
 }
 
-/// Wraps `message` as one settle service calling another for `account` (the internal key).
+/// Wraps `message` as one settle service calling another for `account` in test mode (the
+/// internal key).
 pub fn internal<T>(message: T, account: &str) -> Request<T> {
+    internal_in(message, account, false)
+}
+
+/// Wraps `message` as one settle service calling another for `account` in the given mode.
+pub fn internal_in<T>(message: T, account: &str, livemode: bool) -> Request<T> {
     let mut request = with_key(message, INTERNAL_KEY);
     request.metadata_mut().insert(
         settle_platform::auth::ACCOUNT_HEADER,
         account.parse().unwrap_or_else(|_| panic!("invalid account {account:?}")),
+    );
+    request.metadata_mut().insert(
+        settle_platform::auth::LIVEMODE_HEADER,
+        tonic::metadata::MetadataValue::from_static(if livemode { "true" } else { "false" }),
     );
     request
 }

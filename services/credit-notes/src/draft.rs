@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use settle_money::Amount;
-use settle_platform::ApiError;
 use settle_platform::ids::IdPrefix;
+use settle_platform::{ApiError, Scope};
 use settle_proto::common::v1::ErrorReason;
 use settle_proto::settle::creditnotes::v1 as pb;
 use settle_proto::settle::invoices::v1 as inv;
@@ -23,7 +23,7 @@ use crate::domain::refunds::{RefundablePayment, choose_refund_payment, link_amou
 use crate::domain::totals::{self, Settlement};
 use crate::grpc::params::{NoteParams, RefundRef};
 use crate::model;
-use crate::peers::{Caller, Peers, unavailable};
+use crate::peers::{Peers, unavailable};
 use crate::store::credit_notes::{Credited, refund_key};
 
 /// Everything a note is computed from that other services own.
@@ -67,11 +67,11 @@ pub enum Ids {
 }
 
 impl Ids {
-    /// Preview ids for the (normalized) request `request` of `account`.
-    pub fn preview(account: &str, request: &pb::CreateCreditNoteRequest) -> Ids {
+    /// Preview ids for the (normalized) request `request` made in `scope`.
+    pub fn preview(scope: &Scope, request: &pb::CreateCreditNoteRequest) -> Ids {
         let digest = Sha256::new()
-            .chain_update(account)
-            .chain_update([0u8])
+            .chain_update(scope.account())
+            .chain_update([0u8, u8::from(scope.livemode())])
             .chain_update(prost::Message::encode_to_vec(request))
             .finalize();
         let seed: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -113,15 +113,10 @@ fn not_finalized(invoice: &inv::Invoice) -> ApiError {
 /// invoice's payments can still refund. Refuses what cannot be credited at all: an unknown invoice,
 /// line, refund or record; a draft or void invoice; a refund of a payment the invoice does not
 /// count.
-pub async fn gather(peers: &Peers, caller: &Caller, params: &NoteParams) -> Result<Facts, ApiError> {
+pub async fn gather(peers: &Peers, scope: &Scope, params: &NoteParams) -> Result<Facts, ApiError> {
     let invoices = &peers.invoices;
     let request = inv::GetInvoiceRequest { id: params.invoice.clone(), expand: Vec::new() };
-    let invoice = match invoices
-        .invoices
-        .clone()
-        .get_invoice(invoices.request(&caller.account, caller.livemode, request))
-        .await
-    {
+    let invoice = match invoices.invoices.clone().get_invoice(invoices.request(scope, request)).await {
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == Code::NotFound => {
             return Err(ApiError::not_found(IdPrefix::Invoice, &params.invoice, "invoice"));
@@ -154,20 +149,20 @@ pub async fn gather(peers: &Peers, caller: &Caller, params: &NoteParams) -> Resu
         })
         .collect();
     let lines =
-        if wanted.is_empty() { BTreeMap::new() } else { invoice_lines(peers, caller, &invoice.id).await? };
+        if wanted.is_empty() { BTreeMap::new() } else { invoice_lines(peers, scope, &invoice.id).await? };
     let mut facts = Facts { invoice, lines, linked: Vec::new(), refundable: Vec::new() };
     if params.refunds.is_empty() && !params.refund_amount.is_positive() {
         return Ok(facts);
     }
-    let payments = invoice_payments(peers, caller, &facts.invoice.id).await?;
+    let payments = invoice_payments(peers, scope, &facts.invoice.id).await?;
     for (i, entry) in params.refunds.iter().enumerate() {
-        let linked = linked_refund(peers, caller, &facts.invoice, &payments, entry)
+        let linked = linked_refund(peers, scope, &facts.invoice, &payments, entry)
             .await
             .map_err(|e| e.nested_in(&format!("refunds[{i}]")))?;
         facts.linked.push(linked);
     }
     if params.refund_amount.is_positive() {
-        facts.refundable = refundable_payments(peers, caller, &payments).await?;
+        facts.refundable = refundable_payments(peers, scope, &payments).await?;
     }
     Ok(facts)
 }
@@ -175,7 +170,7 @@ pub async fn gather(peers: &Peers, caller: &Caller, params: &NoteParams) -> Resu
 /// Every line of the invoice, by id.
 async fn invoice_lines(
     peers: &Peers,
-    caller: &Caller,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<BTreeMap<String, InvoiceLine>, ApiError> {
     let invoices = &peers.invoices;
@@ -191,7 +186,7 @@ async fn invoice_lines(
         let page = invoices
             .invoices
             .clone()
-            .list_invoice_lines(invoices.request(&caller.account, caller.livemode, request))
+            .list_invoice_lines(invoices.request(scope, request))
             .await
             .map_err(|s| unavailable("Reading the invoice's lines", &s))?
             .into_inner();
@@ -210,7 +205,7 @@ async fn invoice_lines(
 /// The invoice's invoice payments that count or may count (open and paid).
 async fn invoice_payments(
     peers: &Peers,
-    caller: &Caller,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<Vec<inv::InvoicePayment>, ApiError> {
     let invoices = &peers.invoices;
@@ -226,7 +221,7 @@ async fn invoice_payments(
         let page = invoices
             .invoice_payments
             .clone()
-            .list_invoice_payments(invoices.request(&caller.account, caller.livemode, request))
+            .list_invoice_payments(invoices.request(scope, request))
             .await
             .map_err(|s| unavailable("Reading the invoice's payments", &s))?
             .into_inner();
@@ -250,7 +245,7 @@ fn not_attached(payment: &str, invoice: &str, field: &str) -> ApiError {
 /// relative to the entry.
 async fn linked_refund(
     peers: &Peers,
-    caller: &Caller,
+    scope: &Scope,
     invoice: &inv::Invoice,
     payments: &[inv::InvoicePayment],
     entry: &crate::grpc::params::RefundParams,
@@ -259,18 +254,14 @@ async fn linked_refund(
     match &entry.refund {
         RefundRef::Refund(id) => {
             let request = pay::GetRefundRequest { id: id.clone() };
-            let refund = match payments_api
-                .refunds
-                .clone()
-                .get_refund(payments_api.request(&caller.account, caller.livemode, request))
-                .await
-            {
-                Ok(response) => response.into_inner(),
-                Err(status) if status.code() == Code::NotFound => {
-                    return Err(ApiError::not_found(IdPrefix::Refund, id, "refund"));
-                }
-                Err(status) => return Err(unavailable("Reading a refund", &status)),
-            };
+            let refund =
+                match payments_api.refunds.clone().get_refund(payments_api.request(scope, request)).await {
+                    Ok(response) => response.into_inner(),
+                    Err(status) if status.code() == Code::NotFound => {
+                        return Err(ApiError::not_found(IdPrefix::Refund, id, "refund"));
+                    }
+                    Err(status) => return Err(unavailable("Reading a refund", &status)),
+                };
             let intent = refund.payment_intent.clone().unwrap_or_default();
             let attached = payments.iter().any(|p| {
                 p.payment.as_ref().and_then(|p| p.payment_intent.as_deref()) == Some(intent.as_str())
@@ -306,7 +297,7 @@ async fn linked_refund(
             let record = match payments_api
                 .records
                 .clone()
-                .get_payment_record(payments_api.request(&caller.account, caller.livemode, request))
+                .get_payment_record(payments_api.request(scope, request))
                 .await
             {
                 Ok(response) => response.into_inner(),
@@ -352,7 +343,7 @@ async fn linked_refund(
 /// What each paid PaymentIntent of the invoice can still refund.
 async fn refundable_payments(
     peers: &Peers,
-    caller: &Caller,
+    scope: &Scope,
     payments: &[inv::InvoicePayment],
 ) -> Result<Vec<RefundablePayment>, ApiError> {
     let api = &peers.payments;
@@ -365,7 +356,7 @@ async fn refundable_payments(
         let intent = api
             .intents
             .clone()
-            .get_payment_intent(api.request(&caller.account, caller.livemode, request))
+            .get_payment_intent(api.request(scope, request))
             .await
             .map_err(|s| unavailable("Reading a payment intent", &s))?
             .into_inner();
@@ -381,7 +372,7 @@ async fn refundable_payments(
             let page = api
                 .refunds
                 .clone()
-                .list_refunds(api.request(&caller.account, caller.livemode, request))
+                .list_refunds(api.request(scope, request))
                 .await
                 .map_err(|s| unavailable("Reading a payment's refunds", &s))?
                 .into_inner();
@@ -411,7 +402,7 @@ pub fn compute(
     facts: &Facts,
     credited: &Credited,
     ids: &Ids,
-    caller: &Caller,
+    scope: &Scope,
     now: i64,
 ) -> Result<Draft, CreditError> {
     let invoice = &facts.invoice;
@@ -459,7 +450,7 @@ pub fn compute(
         .zip(requests)
         .enumerate()
         .map(|(i, (line, request))| {
-            model::line_document(ids.line(i), caller.livemode, line, request.metadata)
+            model::line_document(ids.line(i), scope.livemode(), line, request.metadata)
         })
         .collect();
     let url = match ids {
@@ -477,7 +468,7 @@ pub fn compute(
         effective_at: Some(params.effective_at.unwrap_or(now)),
         invoice: invoice.id.clone(),
         lines: Some(model::embedded_lines(&lines, url)),
-        livemode: caller.livemode,
+        livemode: scope.livemode(),
         memo: params.memo.clone(),
         metadata: params.metadata.clone(),
         number: match ids {
@@ -509,8 +500,8 @@ mod tests {
     use crate::grpc::params::{LineParams, RefundParams};
     use settle_money::charge::Decimal;
 
-    fn caller() -> Caller {
-        Caller { account: "acct_1".into(), livemode: false }
+    fn scope() -> Scope {
+        Scope::test("acct_1")
     }
 
     fn invoice(total: i64, remaining: i64) -> inv::Invoice {
@@ -570,13 +561,13 @@ mod tests {
     #[test]
     fn a_preview_is_numbered_and_its_ids_are_stable() {
         let request = pb::CreateCreditNoteRequest { invoice: "in_1".into(), ..Default::default() };
-        let ids = Ids::preview("acct_1", &request);
+        let ids = Ids::preview(&scope(), &request);
         let credited = Credited { notes: 2, ..Default::default() };
         let draft =
-            compute(&params(vec![by_quantity(1)]), &facts(4_000, 4_000), &credited, &ids, &caller(), 7)
+            compute(&params(vec![by_quantity(1)]), &facts(4_000, 4_000), &credited, &ids, &scope(), 7)
                 .unwrap();
         let again =
-            compute(&params(vec![by_quantity(1)]), &facts(4_000, 4_000), &credited, &ids, &caller(), 7)
+            compute(&params(vec![by_quantity(1)]), &facts(4_000, 4_000), &credited, &ids, &scope(), 7)
                 .unwrap();
         assert_eq!(draft, again);
         assert_eq!(draft.document.number, "ABCD-0001-CN-03");
@@ -590,10 +581,10 @@ mod tests {
     fn a_paid_invoice_needs_the_post_payment_part_settled() {
         let mut p = params(vec![by_quantity(2)]);
         let error =
-            compute(&p, &facts(4_000, 0), &Credited::default(), &Ids::Fresh, &caller(), 7).unwrap_err();
+            compute(&p, &facts(4_000, 0), &Credited::default(), &Ids::Fresh, &scope(), 7).unwrap_err();
         assert!(matches!(error, CreditError::PostPaymentMismatch { .. }));
         p.credit_amount = Amount::new(2_000);
-        let draft = compute(&p, &facts(4_000, 0), &Credited::default(), &Ids::Fresh, &caller(), 7).unwrap();
+        let draft = compute(&p, &facts(4_000, 0), &Credited::default(), &Ids::Fresh, &scope(), 7).unwrap();
         assert_eq!(draft.document.r#type, pb::CreditNoteType::PostPayment as i32);
         assert_eq!(draft.settlement.credit, Amount::new(2_000));
     }
@@ -607,12 +598,12 @@ mod tests {
         f.linked = vec![(shown, Amount::new(3_000))];
         let credited =
             Credited { refunds: [("re_1".to_owned(), Amount::new(1_000))].into(), ..Default::default() };
-        let draft = compute(&p, &f, &credited, &Ids::Fresh, &caller(), 7).unwrap();
+        let draft = compute(&p, &f, &credited, &Ids::Fresh, &scope(), 7).unwrap();
         assert_eq!(draft.document.refunds[0].amount_refunded, 2_000);
         let all_linked =
             Credited { refunds: [("re_1".to_owned(), Amount::new(3_000))].into(), ..Default::default() };
         assert!(matches!(
-            compute(&p, &f, &all_linked, &Ids::Fresh, &caller(), 7),
+            compute(&p, &f, &all_linked, &Ids::Fresh, &scope(), 7),
             Err(CreditError::RefundFullyLinked { index: 0 })
         ));
     }
@@ -621,14 +612,7 @@ mod tests {
     fn the_invoice_limit_counts_other_notes() {
         let credited = Credited { total: Amount::new(3_500), ..Default::default() };
         assert!(matches!(
-            compute(
-                &params(vec![by_quantity(1)]),
-                &facts(4_000, 4_000),
-                &credited,
-                &Ids::Fresh,
-                &caller(),
-                7
-            ),
+            compute(&params(vec![by_quantity(1)]), &facts(4_000, 4_000), &credited, &Ids::Fresh, &scope(), 7),
             Err(CreditError::ExceedsInvoice { .. })
         ));
     }

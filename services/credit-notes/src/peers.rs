@@ -3,6 +3,7 @@
 //! saga-facing steps (`CreditNoteLedgerService`, `RefundClaimService`).
 
 use settle_platform::ApiError;
+use settle_platform::Scope;
 use settle_platform::client::{Peer, PeerError, PeerSettings};
 use settle_proto::common::v1::ErrorReason;
 use settle_proto::settle::invoices::v1::credit_note_ledger_service_client::CreditNoteLedgerServiceClient;
@@ -37,9 +38,9 @@ impl Invoices {
         })
     }
 
-    /// A request made on behalf of `account`, carrying the current trace.
-    pub fn request<T>(&self, account: &str, livemode: bool, message: T) -> tonic::Request<T> {
-        self.peer.request(account, livemode, message)
+    /// A request made on behalf of `scope`, carrying the current trace.
+    pub fn request<T>(&self, scope: &Scope, message: T) -> tonic::Request<T> {
+        self.peer.request(scope, message)
     }
 }
 
@@ -66,9 +67,9 @@ impl Payments {
         })
     }
 
-    /// A request made on behalf of `account`, carrying the current trace.
-    pub fn request<T>(&self, account: &str, livemode: bool, message: T) -> tonic::Request<T> {
-        self.peer.request(account, livemode, message)
+    /// A request made on behalf of `scope`, carrying the current trace.
+    pub fn request<T>(&self, scope: &Scope, message: T) -> tonic::Request<T> {
+        self.peer.request(scope, message)
     }
 }
 
@@ -129,11 +130,4 @@ impl Peers {
             payments: Payments::connect(payments_url, internal_key)?,
         })
     }
-}
-
-/// Who a call to a peer is made for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    pub account: String,
-    pub livemode: bool,
 }

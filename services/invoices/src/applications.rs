@@ -98,12 +98,7 @@ impl StoredRefusal {
 /// The origin of the events a saga's local steps write: the account and the idempotency key of the
 /// request that started it.
 pub fn origin(saga: &Saga) -> EventOrigin {
-    EventOrigin {
-        account: saga.account.clone(),
-        livemode: saga.livemode,
-        request_id: None,
-        idempotency_key: saga.idempotency_key.clone(),
-    }
+    EventOrigin { scope: saga.scope.clone(), request_id: None, idempotency_key: saga.idempotency_key.clone() }
 }
 
 /// Saga data is JSON: readable in the log, and tolerant of fields added later.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use prost::Message;
 use settle_money::Amount;
+use settle_platform::Scope;
 use settle_platform::client::Backoff;
 use settle_platform::db::Db;
 use settle_platform::outbox::EventOrigin;
@@ -163,7 +164,7 @@ async fn follow(
         .payments
         .events
         .clone()
-        .stream_events(ctx.payments.request(SYSTEM_ACCOUNT, false, request))
+        .stream_events(ctx.payments.request(&Scope::test(SYSTEM_ACCOUNT), request))
         .await?
         .into_inner();
     let mut unsaved = false;
@@ -256,14 +257,16 @@ async fn apply_event(
     event: &ev::Event,
     cursor: &str,
 ) -> Result<bool, FollowError> {
-    let Some(account) = event.account.clone() else { return Ok(false) };
+    let Some(account) = event.account.as_deref() else { return Ok(false) };
+    // The event's own mode: a live payment's event only ever touches live invoices.
+    let scope = Scope::new(account, event.livemode);
     let (payment, succeeded_amount) = match meaning(event) {
         Meaning::Succeeded { payment, amount } => (payment, Some(amount)),
         Meaning::Canceled { payment } => (payment, None),
         Meaning::Nothing => return Ok(false),
     };
     // Most payments are not on an invoice: a cheap read decides.
-    let Some((found, _)) = invoice_payments::find_live_by_payment(ctx.db.pool(), &account, &payment).await?
+    let Some((found, _)) = invoice_payments::find_live_by_payment(ctx.db.pool(), &scope, &payment).await?
     else {
         return Ok(false);
     };
@@ -271,19 +274,14 @@ async fn apply_event(
         return Ok(false);
     }
     let backend = ctx.db.backend();
-    let origin = EventOrigin {
-        account: account.clone(),
-        livemode: event.livemode,
-        request_id: None,
-        idempotency_key: None,
-    };
+    let origin = EventOrigin { scope: scope.clone(), request_id: None, idempotency_key: None };
     let mut tx = ctx.db.begin().await?;
-    let Some(mut doc) = invoices::find_for_update(&mut tx, backend, &account, &found.invoice).await? else {
+    let Some(mut doc) = invoices::find_for_update(&mut tx, backend, &scope, &found.invoice).await? else {
         return Ok(false);
     };
     // Re-read under the invoice's lock: a saga may have changed it since.
     let Some((mut invoice_payment, attach_key)) =
-        invoice_payments::find_live_by_payment(&mut *tx, &account, &payment).await?
+        invoice_payments::find_live_by_payment(&mut *tx, &scope, &payment).await?
     else {
         return Ok(false);
     };

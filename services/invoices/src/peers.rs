@@ -1,6 +1,7 @@
 //! The payments service as the invoices service calls it: the attachment steps of the sagas,
 //! payment intents for PayInvoice, and its event stream.
 
+use settle_platform::Scope;
 use settle_platform::client::{Peer, PeerError, PeerSettings};
 use settle_proto::events::v1::event_service_client::EventServiceClient;
 use settle_proto::settle::payments::v1::payment_attachment_service_client::PaymentAttachmentServiceClient;
@@ -30,9 +31,9 @@ impl Payments {
         })
     }
 
-    /// A request made on behalf of `account`, carrying the current trace.
-    pub fn request<T>(&self, account: &str, livemode: bool, message: T) -> tonic::Request<T> {
-        self.peer.request(account, livemode, message)
+    /// A request made on behalf of `scope`, carrying the current trace.
+    pub fn request<T>(&self, scope: &Scope, message: T) -> tonic::Request<T> {
+        self.peer.request(scope, message)
     }
 }
 

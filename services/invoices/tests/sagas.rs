@@ -105,13 +105,16 @@ impl Harness {
         model::set_status(&mut doc, InvoiceStatus::Open);
         model::recompute(&mut doc).unwrap();
         let mut tx = self.state.db.begin().await.unwrap();
-        invoices::insert(&mut tx, DEV_ACCOUNT, &doc).await.unwrap();
+        invoices::insert(&mut tx, &settle_platform::Scope::test(DEV_ACCOUNT), &doc).await.unwrap();
         tx.commit().await.unwrap();
         doc
     }
 
     async fn invoice(&self, id: &str) -> pb::Invoice {
-        invoices::find(self.state.db.pool(), DEV_ACCOUNT, id).await.unwrap().unwrap()
+        invoices::find(self.state.db.pool(), &settle_platform::Scope::test(DEV_ACCOUNT), id)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     async fn intent(&self, amount: i64, customer: &str, payment_method: Option<&str>) -> ppb::PaymentIntent {
@@ -177,7 +180,7 @@ backend_tests! {
         let pi = h.intent(2_000, "cus_a", Some("pm_card_visa")).await;
         let paid = h.attach(&invoice.id, &pi.id, None).await.unwrap();
         assert_eq!((status(&paid), paid.amount_paid, paid.amount_remaining), (InvoiceStatus::Paid, 2_000, 0));
-        let (invoice_payment, _) = invoice_payments::find_live_by_payment(h.state.db.pool(), DEV_ACCOUNT, &pi.id).await.unwrap().unwrap();
+        let (invoice_payment, _) = invoice_payments::find_live_by_payment(h.state.db.pool(), &settle_platform::Scope::test(DEV_ACCOUNT), &pi.id).await.unwrap().unwrap();
         assert_eq!((invoice_payment.status, invoice_payment.amount_paid), (pb::InvoicePaymentStatus::Paid as i32, Some(2_000)));
         let attachment = h.attachment(&pi.id).await.unwrap();
         assert_eq!((attachment.invoice.as_str(), attachment.status), (invoice.id.as_str(), ppb::AttachmentStatus::Confirmed as i32));
@@ -230,7 +233,7 @@ backend_tests! {
         assert_eq!(error.reason_code(), "customer_mismatch");
         let missing = h.attach(&invoice.id, "pi_0000000000000000000000", None).await.unwrap_err();
         assert_eq!(missing.reason_code(), "resource_missing");
-        assert!(invoice_payments::find_live_by_payment(h.state.db.pool(), DEV_ACCOUNT, &too_big.id).await.unwrap().is_none());
+        assert!(invoice_payments::find_live_by_payment(h.state.db.pool(), &settle_platform::Scope::test(DEV_ACCOUNT), &too_big.id).await.unwrap().is_none());
     };
 
     detaching_reopens_a_paid_invoice_and_frees_the_payment => |database: TestDatabase| async move {
@@ -361,7 +364,7 @@ backend_tests! {
             let _ = detach.await.unwrap();
             // Let the sagas finish, then the stores must agree.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let counted = invoice_payments::find_live_by_payment(h.state.db.pool(), DEV_ACCOUNT, &pi.id).await.unwrap();
+            let counted = invoice_payments::find_live_by_payment(h.state.db.pool(), &settle_platform::Scope::test(DEV_ACCOUNT), &pi.id).await.unwrap();
             let attached = h.attachment(&pi.id).await;
             let doc = h.invoice(&invoice.id).await;
             match counted {

@@ -73,8 +73,8 @@ backend_tests! {
         let db = connect(&database).await;
         let (one, many) = (IdPrefix::Invoice.generate(), IdPrefix::Invoice.generate());
         let mut tx = db.begin().await.unwrap();
-        invoices::insert(&mut tx, ACCOUNT, &invoice(&one, "ABC-0001")).await.unwrap();
-        invoices::insert_many(&mut tx, ACCOUNT, &[invoice(&many, "ABC-0002")]).await.unwrap();
+        invoices::insert(&mut tx, &settle_platform::Scope::test(ACCOUNT), &invoice(&one, "ABC-0001")).await.unwrap();
+        invoices::insert_many(&mut tx, &settle_platform::Scope::test(ACCOUNT), &[invoice(&many, "ABC-0002")]).await.unwrap();
         let item = |id: &str, invoice: &str| pb::InvoiceItem {
             id: id.to_owned(),
             customer: "cus_store".into(),
@@ -98,11 +98,11 @@ backend_tests! {
             ..Default::default()
         };
         let (item_one, item_many) = (IdPrefix::InvoiceItem.generate(), IdPrefix::InvoiceItem.generate());
-        invoice_items::insert(&mut tx, ACCOUNT, &item(&item_one, &one)).await.unwrap();
-        invoice_items::insert_many(&mut tx, ACCOUNT, &[item(&item_many, &many)]).await.unwrap();
+        invoice_items::insert(&mut tx, &settle_platform::Scope::test(ACCOUNT), &item(&item_one, &one)).await.unwrap();
+        invoice_items::insert_many(&mut tx, &settle_platform::Scope::test(ACCOUNT), &[item(&item_many, &many)]).await.unwrap();
         let (line_one, line_many) = (IdPrefix::InvoiceLine.generate(), IdPrefix::InvoiceLine.generate());
-        invoice_lines::insert(&mut tx, ACCOUNT, &line(&line_one, &one, &item_one)).await.unwrap();
-        invoice_lines::insert_many(&mut tx, ACCOUNT, &[line(&line_many, &many, &item_many)]).await.unwrap();
+        invoice_lines::insert(&mut tx, &settle_platform::Scope::test(ACCOUNT), &line(&line_one, &one, &item_one)).await.unwrap();
+        invoice_lines::insert_many(&mut tx, &settle_platform::Scope::test(ACCOUNT), &[line(&line_many, &many, &item_many)]).await.unwrap();
         tx.commit().await.unwrap();
 
         let (numbers_one, texts_one, mut doc_one) = invoice_row(&db, &one).await;
@@ -111,11 +111,11 @@ backend_tests! {
         assert!(doc_many.lines.is_none(), "lists are not stored in the document");
         (doc_one.id, doc_one.number) = (doc_many.id.clone(), doc_many.number.clone());
         assert_eq!(doc_one, doc_many);
-        assert_eq!(invoices::find(db.pool(), ACCOUNT, &many).await.unwrap(), Some(doc_many));
+        assert_eq!(invoices::find(db.pool(), &settle_platform::Scope::test(ACCOUNT), &many).await.unwrap(), Some(doc_many));
 
-        let found = invoice_items::find(db.pool(), ACCOUNT, &item_many).await.unwrap().unwrap();
+        let found = invoice_items::find(db.pool(), &settle_platform::Scope::test(ACCOUNT), &item_many).await.unwrap().unwrap();
         assert_eq!(found.invoice.as_deref(), Some(many.as_str()));
-        let (lines, _) = invoice_lines::first(db.pool(), ACCOUNT, &many, 10).await.unwrap();
+        let (lines, _) = invoice_lines::first(db.pool(), &settle_platform::Scope::test(ACCOUNT), &many, 10).await.unwrap();
         assert_eq!(lines.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), vec![line_many.as_str()]);
         let per_item: i64 =
             sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM invoice_lines WHERE invoice_item = $1")

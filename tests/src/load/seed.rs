@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use settle_invoices::domain::numbering::{customer_prefix, invoice_number};
 use settle_invoices::store::{invoice_items, invoice_lines, invoices};
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Db, PoolSettings};
 use settle_platform::ids::IdPrefix;
 use settle_proto::settle::invoices::v1 as pb;
@@ -95,8 +96,8 @@ struct Template {
 /// Grows the invoices database of one run.
 pub struct Seeder {
     db: Db,
-    /// The account the API key acts for: the seeded invoices are its.
-    account: String,
+    /// The account and mode the API key acts in: the seeded invoices are its.
+    scope: Scope,
     templates: Vec<Template>,
     seeded: Seeded,
     used_prefixes: HashSet<String>,
@@ -114,16 +115,18 @@ impl Seeder {
         let db = Db::connect(database_url, &PoolSettings { max_connections: 4, ..Default::default() })
             .await
             .context("connecting to the invoices database")?;
+        // The load tool's keys are test keys.
+        let scope = Scope::test(account);
         let customer = format!("cus_{run_id}_template");
         let mut templates = Vec::new();
         // Shapes: open with one, two and three lines, and a paid one (out of band) with two.
         for (lines, paid) in [(1, false), (2, false), (3, false), (2, true)] {
             let id = template_invoice(clients, &customer, lines, paid).await?;
-            templates.push(read_template(&db, account, &id).await?);
+            templates.push(read_template(&db, &scope, &id).await?);
         }
         Ok(Seeder {
             db,
-            account: account.to_owned(),
+            scope,
             templates,
             seeded: Seeded::default(),
             used_prefixes: HashSet::new(),
@@ -158,8 +161,7 @@ impl Seeder {
         };
         let batches: Vec<(u64, u64)> =
             (0..added).step_by(BATCH).map(|start| (start, (start + BATCH as u64).min(added))).collect();
-        let (db, account, templates, prefixes) =
-            (&self.db, self.account.as_str(), &self.templates, &prefixes);
+        let (db, scope, templates, prefixes) = (&self.db, &self.scope, &self.templates, &prefixes);
         let mut writing = futures::stream::iter(batches)
             .map(|(start, end)| async move {
                 let copies: Vec<Template> = (start..end)
@@ -178,9 +180,9 @@ impl Seeder {
                     copies.iter().flat_map(|c| c.lines.iter().map(|(line, _)| line.clone())).collect();
                 let invoices: Vec<pb::Invoice> = copies.into_iter().map(|c| c.invoice).collect();
                 let mut tx = db.begin().await?;
-                invoice_items::insert_many(&mut tx, account, &items).await?;
-                invoice_lines::insert_many(&mut tx, account, &lines).await?;
-                invoices::insert_many(&mut tx, account, &invoices).await?;
+                invoice_items::insert_many(&mut tx, scope, &items).await?;
+                invoice_lines::insert_many(&mut tx, scope, &lines).await?;
+                invoices::insert_many(&mut tx, scope, &invoices).await?;
                 let ids: Vec<String> = invoices.into_iter().map(|i| i.id).collect();
                 tx.commit().await?;
                 anyhow::Ok(ids)
@@ -212,7 +214,7 @@ impl Seeder {
     /// seeded customer holds (as the service skips taken ones).
     fn free_prefix(&mut self, customer: &str) -> anyhow::Result<String> {
         for attempt in 0..16 {
-            let prefix = customer_prefix(&self.account, customer, attempt);
+            let prefix = customer_prefix(self.scope.account(), customer, attempt);
             if self.used_prefixes.insert(prefix.clone()) {
                 return Ok(prefix);
             }
@@ -283,9 +285,9 @@ async fn template_invoice(
     Ok(draft)
 }
 
-async fn read_template(db: &Db, account: &str, id: &str) -> anyhow::Result<Template> {
-    let invoice = invoices::find(db.pool(), account, id).await?.context("template invoice not stored")?;
-    let (lines, _) = invoice_lines::first(db.pool(), account, id, 100).await?;
+async fn read_template(db: &Db, scope: &Scope, id: &str) -> anyhow::Result<Template> {
+    let invoice = invoices::find(db.pool(), scope, id).await?.context("template invoice not stored")?;
+    let (lines, _) = invoice_lines::first(db.pool(), scope, id, 100).await?;
     let mut with_items = Vec::new();
     for line in lines {
         let item_id = line
@@ -295,7 +297,7 @@ async fn read_template(db: &Db, account: &str, id: &str) -> anyhow::Result<Templ
             .map(|d| d.invoice_item.clone())
             .context("template line without its invoice item")?;
         let item =
-            invoice_items::find(db.pool(), account, &item_id).await?.context("template item not stored")?;
+            invoice_items::find(db.pool(), scope, &item_id).await?.context("template item not stored")?;
         with_items.push((line, item));
     }
     Ok(Template { invoice, lines: with_items })

@@ -28,7 +28,6 @@ use super::params::NoteParams;
 use crate::domain::error::CreditError;
 use crate::domain::note::{VoidCheck, check_voidable};
 use crate::draft::{self, Draft, Ids};
-use crate::peers::Caller;
 use crate::sagas::issue::{self, Claim as IssueClaim, IssueData};
 use crate::sagas::void::{self, VoidData};
 use crate::sagas::{decode, encode};
@@ -51,10 +50,6 @@ impl CreditNotesApi {
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(IdPrefix::CreditNote, id, "id")
-}
-
-fn caller(ctx: &RequestContext) -> Caller {
-    Caller { account: ctx.account().to_owned(), livemode: ctx.livemode() }
 }
 
 /// The fingerprint a retried create must match (the create parameters, as sent).
@@ -155,7 +150,7 @@ async fn previous(
     if ctx.idempotency_key.is_none() {
         return Ok(None);
     }
-    let Some(saga) = saga_store::get(&state.db, ctx.account(), saga_id).await? else { return Ok(None) };
+    let Some(saga) = saga_store::get(&state.db, ctx.scope(), saga_id).await? else { return Ok(None) };
     if saga.kind != kind || !same(&saga) {
         return Err(idempotency_mismatch());
     }
@@ -170,18 +165,11 @@ impl CreditNotesApi {
         req: &pb::CreateCreditNoteRequest,
     ) -> Result<Draft, ApiError> {
         let params = NoteParams::parse(req)?;
-        let caller = caller(ctx);
-        let facts = draft::gather(&self.state.peers, &caller, &params).await?;
+        let scope = ctx.scope();
+        let facts = draft::gather(&self.state.peers, scope, &params).await?;
         let mut conn = self.state.db.pool().acquire().await?;
-        let credited = store::credited(&mut conn, ctx.account(), &params.invoice).await?;
-        Ok(draft::compute(
-            &params,
-            &facts,
-            &credited,
-            &Ids::preview(ctx.account(), req),
-            &caller,
-            now_unix(),
-        )?)
+        let credited = store::credited(&mut conn, scope, &params.invoice).await?;
+        Ok(draft::compute(&params, &facts, &credited, &Ids::preview(scope, req), scope, now_unix())?)
     }
 
     async fn create(
@@ -192,25 +180,25 @@ impl CreditNotesApi {
         let params = NoteParams::parse(&req)?;
         let state = &self.state;
         let fingerprint = fingerprint(&req);
-        let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+        let saga_id = saga_id_for(ctx.scope(), ctx.idempotency_key.as_deref());
         let same = |saga: &Saga| decode::<IssueData>(saga).is_ok_and(|d| d.fingerprint == fingerprint);
         if let Some(saga) = previous(state, ctx, &saga_id, issue::KIND, same).await? {
             return answer(&saga);
         }
-        let caller = caller(ctx);
-        let facts = draft::gather(&state.peers, &caller, &params).await?;
+        let scope = ctx.scope();
+        let facts = draft::gather(&state.peers, scope, &params).await?;
 
-        let (db, backend, account) = (&state.db, state.db.backend(), ctx.account());
+        let (db, backend) = (&state.db, state.db.backend());
         let mut tx = db.begin().await?;
         // The invoice's notes are checked and recorded one at a time.
-        store::lock_invoice(&mut tx, backend, account, &params.invoice, Amount::new(facts.invoice.total))
+        store::lock_invoice(&mut tx, backend, scope, &params.invoice, Amount::new(facts.invoice.total))
             .await?;
-        let credited = store::credited(&mut tx, account, &params.invoice).await?;
-        let draft = draft::compute(&params, &facts, &credited, &Ids::Fresh, &caller, now_unix())?;
+        let credited = store::credited(&mut tx, scope, &params.invoice).await?;
+        let draft = draft::compute(&params, &facts, &credited, &Ids::Fresh, scope, now_unix())?;
         let doc = &draft.document;
         let settlement = &draft.settlement;
         let new = NewNote {
-            account,
+            scope,
             document: doc,
             lines: &draft.lines,
             credit_amount: settlement.credit,
@@ -261,8 +249,7 @@ impl CreditNotesApi {
         };
         let saga = NewSaga {
             id: saga_id,
-            account: account.to_owned(),
-            livemode: ctx.livemode(),
+            scope: scope.clone(),
             kind: issue::KIND,
             step: "reserve",
             data: encode(&data),
@@ -286,7 +273,7 @@ impl CreditNotesApi {
         if !IdPrefix::CreditNote.matches(id) {
             return Err(not_found(id));
         }
-        match store::find(&self.state.db, ctx.account(), id).await? {
+        match store::find(&self.state.db, ctx.scope(), id).await? {
             Some(note) if note.status.is_visible() => Ok(note.document),
             _ => Err(not_found(id)),
         }
@@ -309,7 +296,7 @@ impl CreditNotesApi {
             Claim::Replay(stored) => return Ok(stored),
             Claim::Fresh(pending) => pending,
         };
-        let note = store::find_for_update(&mut tx, backend, ctx.account(), &req.id)
+        let note = store::find_for_update(&mut tx, backend, ctx.scope(), &req.id)
             .await?
             .filter(|n| n.status.is_visible())
             .ok_or_else(|| not_found(&req.id))?;
@@ -323,7 +310,7 @@ impl CreditNotesApi {
         let previous = settle_platform::proto_json::previous_attributes(&before, &doc);
         // Like Stripe, an update that changes nothing emits no event.
         if let Some(previous) = &previous {
-            store::update_document(&mut tx, ctx.account(), &doc).await?;
+            store::update_document(&mut tx, ctx.scope(), &doc).await?;
             outbox::append(
                 &mut tx,
                 backend,
@@ -352,14 +339,14 @@ impl CreditNotesApi {
             return Err(not_found(&req.id));
         }
         let state = &self.state;
-        let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+        let saga_id = saga_id_for(ctx.scope(), ctx.idempotency_key.as_deref());
         let same = |saga: &Saga| saga.subjects.get("credit_note") == Some(&req.id);
         if let Some(saga) = previous(state, ctx, &saga_id, void::KIND, same).await? {
             return answer(&saga);
         }
         let backend = state.db.backend();
         let mut tx = state.db.begin().await?;
-        let note = store::find_for_update(&mut tx, backend, ctx.account(), &req.id)
+        let note = store::find_for_update(&mut tx, backend, ctx.scope(), &req.id)
             .await?
             .filter(|n| n.status.is_visible())
             .ok_or_else(|| not_found(&req.id))?;
@@ -371,12 +358,11 @@ impl CreditNotesApi {
         .map_err(|refusal| {
             ApiError::from(refusal).with_violation("id", format!("Credit note {}.", req.id))
         })?;
-        store::set_voiding(&mut tx, ctx.account(), &req.id, Some(&saga_id)).await?;
+        store::set_voiding(&mut tx, ctx.scope(), &req.id, Some(&saga_id)).await?;
         let data = VoidData { credit_note: req.id.clone(), invoice: note.invoice.clone(), refusal: None };
         let saga = NewSaga {
             id: saga_id,
-            account: ctx.account().to_owned(),
-            livemode: ctx.livemode(),
+            scope: ctx.scope().clone(),
             kind: void::KIND,
             step: "reverse",
             data: encode(&data),
@@ -422,7 +408,7 @@ impl CreditNotesApi {
             req.ending_before.as_deref(),
             IdPrefix::CreditNote,
         )?;
-        let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
+        let page = store::list(&self.state.db, ctx.scope(), &filter, &page).await?;
         Ok(pb::ListCreditNotesResponse { data: page.data, has_more: page.has_more })
     }
 
@@ -438,7 +424,7 @@ impl CreditNotesApi {
             IdPrefix::CreditNoteLine,
         )?;
         self.get(ctx, &req.id).await?;
-        let page = store::lines(&self.state.db, ctx.account(), &req.id, &page).await?;
+        let page = store::lines(&self.state.db, ctx.scope(), &req.id, &page).await?;
         Ok(pb::ListCreditNoteLinesResponse { data: page.data, has_more: page.has_more })
     }
 

@@ -158,12 +158,7 @@ async fn reserve(
         out_of_band_amount: data.out_of_band_amount,
     };
     let invoices = &ctx.peers.invoices;
-    match invoices
-        .ledger
-        .clone()
-        .reserve_invoice_credit(invoices.request(&saga.account, saga.livemode, request))
-        .await
-    {
+    match invoices.ledger.clone().reserve_invoice_credit(invoices.request(&saga.scope, request)).await {
         Ok(response) => {
             faults::hit("creditnotes.issue.after_reserve").await;
             let credit = response.into_inner();
@@ -229,8 +224,7 @@ async fn claim(
         }),
     };
     let payments = &ctx.peers.payments;
-    match payments.claims.clone().claim_refunds(payments.request(&saga.account, saga.livemode, request)).await
-    {
+    match payments.claims.clone().claim_refunds(payments.request(&saga.scope, request)).await {
         Ok(response) => {
             faults::hit("creditnotes.issue.after_claim").await;
             let claims = response.into_inner();
@@ -285,12 +279,7 @@ async fn apply(
     faults::hit("creditnotes.issue.before_apply").await;
     let request = inv::ApplyInvoiceCreditRequest { saga_id: saga.id.clone() };
     let invoices = &ctx.peers.invoices;
-    match invoices
-        .ledger
-        .clone()
-        .apply_invoice_credit(invoices.request(&saga.account, saga.livemode, request))
-        .await
-    {
+    match invoices.ledger.clone().apply_invoice_credit(invoices.request(&saga.scope, request)).await {
         Ok(response) => {
             faults::hit("creditnotes.issue.after_apply").await;
             let credit = response.into_inner();
@@ -325,7 +314,7 @@ async fn issue(
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     let Some(stored) =
-        store::find_for_update(&mut tx, backend, &saga.account, &data.credit_note).await.map_err(db_retry)?
+        store::find_for_update(&mut tx, backend, &saga.scope, &data.credit_note).await.map_err(db_retry)?
     else {
         return Ok(Transition::Finished(Ending::Failed(internal_failure(format!(
             "credit note {} disappeared",
@@ -358,7 +347,7 @@ async fn issue(
     let result = prost::Message::encode_to_vec(&doc);
     // The fence first: a replica that lost the lease writes nothing.
     saga_store::advance(&mut tx, fence, "done", &saga.data, SagaState::Running, Some(&result)).await?;
-    store::mark_issued(&mut tx, &saga.account, &doc, &created, data.claims.len()).await.map_err(db_retry)?;
+    store::mark_issued(&mut tx, &saga.scope, &doc, &created, data.claims.len()).await.map_err(db_retry)?;
     outbox::append(&mut tx, backend, &origin(saga), "credit_note.created", &doc.id, &doc, None)
         .await
         .map_err(db_retry)?;
@@ -399,12 +388,7 @@ async fn release_claims(ctx: &Context, saga: &Saga) -> Result<(), StepFailure> {
     faults::hit("creditnotes.issue.before_release_claims").await;
     let request = pay::ReleaseRefundClaimsRequest { saga_id: saga.id.clone() };
     let payments = &ctx.peers.payments;
-    match payments
-        .claims
-        .clone()
-        .release_refund_claims(payments.request(&saga.account, saga.livemode, request))
-        .await
-    {
+    match payments.claims.clone().release_refund_claims(payments.request(&saga.scope, request)).await {
         Ok(_) => {
             faults::hit("creditnotes.issue.after_release_claims").await;
             Ok(())
@@ -419,12 +403,7 @@ async fn release_credit(ctx: &Context, saga: &Saga) -> Result<(), StepFailure> {
     faults::hit("creditnotes.issue.before_release_credit").await;
     let request = inv::ReleaseInvoiceCreditRequest { saga_id: saga.id.clone() };
     let invoices = &ctx.peers.invoices;
-    match invoices
-        .ledger
-        .clone()
-        .release_invoice_credit(invoices.request(&saga.account, saga.livemode, request))
-        .await
-    {
+    match invoices.ledger.clone().release_invoice_credit(invoices.request(&saga.scope, request)).await {
         Ok(_) => {
             faults::hit("creditnotes.issue.after_release_credit").await;
             Ok(())
@@ -447,9 +426,9 @@ async fn abandon(
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     saga_store::advance(&mut tx, fence, "failed", &saga.data, SagaState::Compensating, None).await?;
     if let Some(stored) =
-        store::find_for_update(&mut tx, backend, &saga.account, &data.credit_note).await.map_err(db_retry)?
+        store::find_for_update(&mut tx, backend, &saga.scope, &data.credit_note).await.map_err(db_retry)?
     {
-        store::mark_failed(&mut tx, &saga.account, &stored).await.map_err(db_retry)?;
+        store::mark_failed(&mut tx, &saga.scope, &stored).await.map_err(db_retry)?;
     }
     tx.commit().await.map_err(db_retry)?;
     Ok(Transition::Committed {

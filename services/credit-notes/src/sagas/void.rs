@@ -74,12 +74,7 @@ async fn reverse(
     let request =
         inv::ReverseInvoiceCreditRequest { saga_id: saga.id.clone(), credit_note: data.credit_note.clone() };
     let invoices = &ctx.peers.invoices;
-    match invoices
-        .ledger
-        .clone()
-        .reverse_invoice_credit(invoices.request(&saga.account, saga.livemode, request))
-        .await
-    {
+    match invoices.ledger.clone().reverse_invoice_credit(invoices.request(&saga.scope, request)).await {
         Ok(_) => {
             faults::hit("creditnotes.void.after_reverse").await;
             Ok(Transition::Next { step: "void", data: encode(&data), state: SagaState::Running })
@@ -98,7 +93,7 @@ async fn void(ctx: &Context, saga: &Saga, fence: &Fence, data: &VoidData) -> Res
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     let Some(stored) =
-        store::find_for_update(&mut tx, backend, &saga.account, &data.credit_note).await.map_err(db_retry)?
+        store::find_for_update(&mut tx, backend, &saga.scope, &data.credit_note).await.map_err(db_retry)?
     else {
         return Ok(Transition::Finished(Ending::Failed(internal_failure(format!(
             "credit note {} disappeared",
@@ -116,7 +111,7 @@ async fn void(ctx: &Context, saga: &Saga, fence: &Fence, data: &VoidData) -> Res
     doc.voided_at = Some(now_unix());
     let result = prost::Message::encode_to_vec(&doc);
     saga_store::advance(&mut tx, fence, "done", &saga.data, SagaState::Running, Some(&result)).await?;
-    store::mark_void(&mut tx, &saga.account, &stored, &doc).await.map_err(db_retry)?;
+    store::mark_void(&mut tx, &saga.scope, &stored, &doc).await.map_err(db_retry)?;
     outbox::append(&mut tx, backend, &origin(saga), "credit_note.voided", &doc.id, &doc, None)
         .await
         .map_err(db_retry)?;
@@ -143,10 +138,10 @@ async fn unmark(
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     saga_store::advance(&mut tx, fence, "failed", &saga.data, SagaState::Compensating, None).await?;
     if let Some(stored) =
-        store::find_for_update(&mut tx, backend, &saga.account, &data.credit_note).await.map_err(db_retry)?
+        store::find_for_update(&mut tx, backend, &saga.scope, &data.credit_note).await.map_err(db_retry)?
         && stored.void_saga_id.as_deref() == Some(saga.id.as_str())
     {
-        store::set_voiding(&mut tx, &saga.account, &data.credit_note, None).await.map_err(db_retry)?;
+        store::set_voiding(&mut tx, &saga.scope, &data.credit_note, None).await.map_err(db_retry)?;
     }
     tx.commit().await.map_err(db_retry)?;
     Ok(Transition::Committed {

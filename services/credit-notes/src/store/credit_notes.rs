@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 use settle_money::Amount;
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Db, Tx};
 use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
 use settle_platform::sql::SqlBuilder;
@@ -92,38 +93,41 @@ pub fn refund_key(refund: &pb::CreditNoteRefund) -> String {
 /// ([`lock_invoice`]) the answer stays true until commit.
 pub async fn credited(
     conn: &mut AnyConnection,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<Credited, StoreError> {
     let (total, shipping, notes): (i64, i64, i64) = sqlx::query_as(
         "SELECT CAST(COALESCE(SUM(CASE WHEN status IN ('pending', 'issued') THEN total ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN status IN ('pending', 'issued') AND amount_shipping > 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN status <> 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) \
-         FROM credit_notes WHERE account_id = $1 AND invoice = $2",
+         FROM credit_notes WHERE account_id = $1 AND livemode = $3 AND invoice = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
+    .bind(scope.livemode())
     .fetch_one(&mut *conn)
     .await?;
     let lines: Vec<(String, i64)> = sqlx::query_as(
         "SELECT l.invoice_line_item, CAST(SUM(l.amount) AS BIGINT) FROM credit_note_lines l \
          JOIN credit_notes n ON n.id = l.credit_note \
-         WHERE n.account_id = $1 AND n.invoice = $2 AND n.status IN ('pending', 'issued') \
+         WHERE n.account_id = $1 AND n.livemode = $3 AND n.invoice = $2 AND n.status IN ('pending', 'issued') \
            AND l.invoice_line_item IS NOT NULL \
          GROUP BY l.invoice_line_item",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
+    .bind(scope.livemode())
     .fetch_all(&mut *conn)
     .await?;
     let refunds: Vec<(String, i64)> = sqlx::query_as(
         "SELECT r.refund_key, CAST(SUM(r.amount) AS BIGINT) FROM credit_note_refunds r \
          JOIN credit_notes n ON n.id = r.credit_note \
-         WHERE n.account_id = $1 AND n.invoice = $2 AND n.status IN ('pending', 'issued') \
+         WHERE n.account_id = $1 AND n.livemode = $3 AND n.invoice = $2 AND n.status IN ('pending', 'issued') \
          GROUP BY r.refund_key",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
+    .bind(scope.livemode())
     .fetch_all(&mut *conn)
     .await?;
     Ok(Credited {
@@ -140,24 +144,25 @@ pub async fn credited(
 pub async fn lock_invoice(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
     invoice_total: Amount,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO credit_note_invoices (account_id, invoice, invoice_total, credited, notes) \
-         VALUES ($1, $2, $3, 0, 0) ON CONFLICT (account_id, invoice) DO NOTHING",
+        "INSERT INTO credit_note_invoices (account_id, livemode, invoice, invoice_total, credited, notes) \
+         VALUES ($1, $2, $3, $4, 0, 0) ON CONFLICT (account_id, livemode, invoice) DO NOTHING",
     )
-    .bind(account)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(invoice)
     .bind(invoice_total.get())
     .execute(&mut **tx)
     .await?;
     let sql = backend.pick(
-        "SELECT invoice FROM credit_note_invoices WHERE account_id = $1 AND invoice = $2 FOR UPDATE",
-        "SELECT invoice FROM credit_note_invoices WHERE account_id = $1 AND invoice = $2",
+        "SELECT invoice FROM credit_note_invoices WHERE account_id = $1 AND livemode = $2 AND invoice = $3 FOR UPDATE",
+        "SELECT invoice FROM credit_note_invoices WHERE account_id = $1 AND livemode = $2 AND invoice = $3",
     );
-    sqlx::query(sql).bind(account).bind(invoice).fetch_one(&mut **tx).await?;
+    sqlx::query(sql).bind(scope.account()).bind(scope.livemode()).bind(invoice).fetch_one(&mut **tx).await?;
     Ok(())
 }
 
@@ -165,19 +170,20 @@ pub async fn lock_invoice(
 /// notes would exceed the invoice's total.
 async fn add_credited(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
     amount: i64,
     notes: i64,
 ) -> Result<bool, StoreError> {
     match sqlx::query(
         "UPDATE credit_note_invoices SET credited = credited + $3, notes = notes + $4 \
-         WHERE account_id = $1 AND invoice = $2",
+         WHERE account_id = $1 AND livemode = $5 AND invoice = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
     .bind(amount)
     .bind(notes)
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await
     {
@@ -190,7 +196,7 @@ async fn add_credited(
 /// A pending note to record.
 #[derive(Debug, Clone)]
 pub struct NewNote<'a> {
-    pub account: &'a str,
+    pub scope: &'a Scope,
     pub document: &'a pb::CreditNote,
     /// Every line, in order (the document embeds only the first page).
     pub lines: &'a [pb::CreditNoteLineItem],
@@ -212,7 +218,7 @@ pub enum Recorded {
 /// (whose row the caller holds).
 pub async fn insert_pending(tx: &mut Tx, note: &NewNote<'_>) -> Result<Recorded, StoreError> {
     let doc = note.document;
-    if !add_credited(tx, note.account, &doc.invoice, doc.total, 1).await? {
+    if !add_credited(tx, note.scope, &doc.invoice, doc.total, 1).await? {
         return Ok(Recorded::ExceedsInvoice);
     }
     sqlx::query(
@@ -223,8 +229,8 @@ pub async fn insert_pending(tx: &mut Tx, note: &NewNote<'_>) -> Result<Recorded,
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, NULL, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(doc.id.as_str())
-    .bind(note.account)
-    .bind(doc.livemode)
+    .bind(note.scope.account())
+    .bind(note.scope.livemode())
     .bind(doc.invoice.as_str())
     .bind(doc.customer.as_str())
     .bind(doc.customer_account.as_deref())
@@ -245,11 +251,12 @@ pub async fn insert_pending(tx: &mut Tx, note: &NewNote<'_>) -> Result<Recorded,
     .await?;
     for line in note.lines {
         sqlx::query(
-            "INSERT INTO credit_note_lines (id, account_id, credit_note, invoice_line_item, amount, document) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO credit_note_lines (id, account_id, livemode, credit_note, invoice_line_item, amount, document) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(line.id.as_str())
-        .bind(note.account)
+        .bind(note.scope.account())
+        .bind(note.scope.livemode())
         .bind(doc.id.as_str())
         .bind(line.invoice_line_item.as_deref())
         .bind(line.amount)
@@ -257,13 +264,13 @@ pub async fn insert_pending(tx: &mut Tx, note: &NewNote<'_>) -> Result<Recorded,
         .execute(&mut **tx)
         .await?;
     }
-    insert_refunds(tx, note.account, &doc.id, 0, &doc.refunds, false).await?;
+    insert_refunds(tx, note.scope, &doc.id, 0, &doc.refunds, false).await?;
     Ok(Recorded::Recorded)
 }
 
 async fn insert_refunds(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     credit_note: &str,
     first_position: usize,
     refunds: &[pb::CreditNoteRefund],
@@ -271,10 +278,11 @@ async fn insert_refunds(
 ) -> Result<(), StoreError> {
     for (i, refund) in refunds.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO credit_note_refunds (account_id, credit_note, position, refund_key, amount, created_by_note) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO credit_note_refunds (account_id, livemode, credit_note, position, refund_key, amount, created_by_note) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(account)
+        .bind(scope.account())
+        .bind(scope.livemode())
         .bind(credit_note)
         .bind(i64::try_from(first_position + i).unwrap_or(i64::MAX))
         .bind(refund_key(refund))
@@ -290,14 +298,16 @@ fn type_name(doc: &pb::CreditNote) -> &'static str {
     crate::model::note_type_from_pb(doc.r#type).unwrap_or(NoteType::PrePayment).as_str()
 }
 
-async fn refunds_of<'e, E>(executor: E, account: &str, id: &str) -> Result<Vec<Amount>, StoreError>
+async fn refunds_of<'e, E>(executor: E, scope: &Scope, id: &str) -> Result<Vec<Amount>, StoreError>
 where
     E: Executor<'e, Database = Any>,
 {
     let amounts: Vec<i64> = sqlx::query_scalar(
-        "SELECT amount FROM credit_note_refunds WHERE account_id = $1 AND credit_note = $2 ORDER BY position",
+        "SELECT amount FROM credit_note_refunds WHERE account_id = $1 AND livemode = $2 AND credit_note = $3 \
+         ORDER BY position",
     )
-    .bind(account)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(id)
     .fetch_all(executor)
     .await?;
@@ -305,15 +315,17 @@ where
 }
 
 /// One note of the account, whatever its status.
-pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<StoredNote>, StoreError> {
-    let row: Option<NoteRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{NOTE_COLUMNS}WHERE account_id = $1 AND id = $2")))
-            .bind(account)
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+pub async fn find(db: &Db, scope: &Scope, id: &str) -> Result<Option<StoredNote>, StoreError> {
+    let row: Option<NoteRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{NOTE_COLUMNS}WHERE account_id = $1 AND livemode = $2 AND id = $3"
+    )))
+    .bind(scope.account())
+    .bind(scope.livemode())
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     match row {
-        Some(row) => Ok(Some(row.into_note(refunds_of(db.pool(), account, id).await?)?)),
+        Some(row) => Ok(Some(row.into_note(refunds_of(db.pool(), scope, id).await?)?)),
         None => Ok(None),
     }
 }
@@ -322,17 +334,23 @@ pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<StoredNote>
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     id: &str,
 ) -> Result<Option<StoredNote>, StoreError> {
     let sql = match backend {
-        Backend::Postgres => format!("{NOTE_COLUMNS}WHERE account_id = $1 AND id = $2 FOR UPDATE"),
-        Backend::Sqlite => format!("{NOTE_COLUMNS}WHERE account_id = $1 AND id = $2"),
+        Backend::Postgres => {
+            format!("{NOTE_COLUMNS}WHERE account_id = $1 AND livemode = $2 AND id = $3 FOR UPDATE")
+        }
+        Backend::Sqlite => format!("{NOTE_COLUMNS}WHERE account_id = $1 AND livemode = $2 AND id = $3"),
     };
-    let row: Option<NoteRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(account).bind(id).fetch_optional(&mut **tx).await?;
+    let row: Option<NoteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(scope.account())
+        .bind(scope.livemode())
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
     match row {
-        Some(row) => Ok(Some(row.into_note(refunds_of(&mut **tx, account, id).await?)?)),
+        Some(row) => Ok(Some(row.into_note(refunds_of(&mut **tx, scope, id).await?)?)),
         None => Ok(None),
     }
 }
@@ -340,7 +358,7 @@ pub async fn find_for_update(
 /// Issues a pending note: its final document (number, split, refunds) and the refund it created.
 pub async fn mark_issued(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     doc: &pb::CreditNote,
     created_refunds: &[pb::CreditNoteRefund],
     linked_count: usize,
@@ -348,46 +366,51 @@ pub async fn mark_issued(
     let done = sqlx::query(
         "UPDATE credit_notes SET status = 'issued', number = $3, type = $4, pre_payment_amount = $5, \
            post_payment_amount = $6, document = $7 \
-         WHERE account_id = $1 AND id = $2 AND status = 'pending'",
+         WHERE account_id = $1 AND livemode = $8 AND id = $2 AND status = 'pending'",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(doc.id.as_str())
     .bind(doc.number.as_str())
     .bind(type_name(doc))
     .bind(doc.pre_payment_amount)
     .bind(doc.post_payment_amount)
     .bind(doc.encode_to_vec())
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::Corrupt("credit note to issue is not pending"));
     }
-    insert_refunds(tx, account, &doc.id, linked_count, created_refunds, true).await
+    insert_refunds(tx, scope, &doc.id, linked_count, created_refunds, true).await
 }
 
 /// A pending note whose saga was refused: it stops counting.
-pub async fn mark_failed(tx: &mut Tx, account: &str, note: &StoredNote) -> Result<(), StoreError> {
+pub async fn mark_failed(tx: &mut Tx, scope: &Scope, note: &StoredNote) -> Result<(), StoreError> {
     let done = sqlx::query(
-        "UPDATE credit_notes SET status = 'failed' WHERE account_id = $1 AND id = $2 AND status = 'pending'",
+        "UPDATE credit_notes SET status = 'failed' \
+         WHERE account_id = $1 AND livemode = $2 AND id = $3 AND status = 'pending'",
     )
-    .bind(account)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(note.document.id.as_str())
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() == 1 {
-        add_credited(tx, account, &note.invoice, -note.total.get(), -1).await?;
+        add_credited(tx, scope, &note.invoice, -note.total.get(), -1).await?;
     }
     Ok(())
 }
 
 /// Records (or clears, with `None`) the void saga working on an issued note.
-pub async fn set_voiding(tx: &mut Tx, account: &str, id: &str, saga: Option<&str>) -> Result<(), StoreError> {
+pub async fn set_voiding(tx: &mut Tx, scope: &Scope, id: &str, saga: Option<&str>) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE credit_notes SET void_saga_id = $3 WHERE account_id = $1 AND id = $2 AND status = 'issued'",
+        "UPDATE credit_notes SET void_saga_id = $3 \
+         WHERE account_id = $1 AND livemode = $4 AND id = $2 AND status = 'issued'",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(id)
     .bind(saga)
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -396,33 +419,35 @@ pub async fn set_voiding(tx: &mut Tx, account: &str, id: &str, saga: Option<&str
 /// Voids an issued note (its document already says so): it stops counting toward the invoice.
 pub async fn mark_void(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     note: &StoredNote,
     doc: &pb::CreditNote,
 ) -> Result<(), StoreError> {
     let done = sqlx::query(
         "UPDATE credit_notes SET status = 'void', void_saga_id = NULL, voided_at = $3, document = $4 \
-         WHERE account_id = $1 AND id = $2 AND status = 'issued'",
+         WHERE account_id = $1 AND livemode = $5 AND id = $2 AND status = 'issued'",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(doc.id.as_str())
     .bind(doc.voided_at.unwrap_or_default())
     .bind(doc.encode_to_vec())
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() == 1 {
         // The note's total leaves the invoice's credited total; its number stays taken.
-        add_credited(tx, account, &note.invoice, -note.total.get(), 0).await?;
+        add_credited(tx, scope, &note.invoice, -note.total.get(), 0).await?;
     }
     Ok(())
 }
 
 /// Writes back a note whose memo or metadata changed.
-pub async fn update_document(tx: &mut Tx, account: &str, doc: &pb::CreditNote) -> Result<(), StoreError> {
-    sqlx::query("UPDATE credit_notes SET document = $3 WHERE account_id = $1 AND id = $2")
-        .bind(account)
+pub async fn update_document(tx: &mut Tx, scope: &Scope, doc: &pb::CreditNote) -> Result<(), StoreError> {
+    sqlx::query("UPDATE credit_notes SET document = $3 WHERE account_id = $1 AND livemode = $4 AND id = $2")
+        .bind(scope.account())
         .bind(doc.id.as_str())
         .bind(doc.encode_to_vec())
+        .bind(scope.livemode())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -440,14 +465,14 @@ pub struct ListFilter {
 /// A page of the account's visible notes, newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<pb::CreditNote>, StoreError> {
-    let mut query = SqlBuilder::new(
-        "SELECT document FROM credit_notes WHERE status IN ('issued', 'void') AND account_id = ",
+    let mut query = SqlBuilder::scoped(
+        "SELECT document FROM credit_notes WHERE status IN ('issued', 'void') AND ",
+        scope,
     );
-    query.bind(account.to_owned());
     if let Some(customer) = &filter.customer {
         query.filter(" AND customer = ", customer.clone());
     }
@@ -470,12 +495,12 @@ pub async fn list(
 /// A page of a note's lines, in the note's order.
 pub async fn lines(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     credit_note: &str,
     page: &PageRequest,
 ) -> Result<Page<pb::CreditNoteLineItem>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM credit_note_lines WHERE account_id = ");
-    query.bind(account.to_owned()).filter(" AND credit_note = ", credit_note.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM credit_note_lines WHERE ", scope);
+    query.filter(" AND credit_note = ", credit_note.to_owned());
     page.push_sql_oldest_first(&mut query);
     let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
     let docs = rows

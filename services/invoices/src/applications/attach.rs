@@ -86,7 +86,7 @@ pub async fn reserve(
         saga_id: key.to_owned(),
     };
     let mut client = ctx.payments.attachments.clone();
-    match client.reserve_attachment(ctx.payments.request(&saga.account, saga.livemode, request)).await {
+    match client.reserve_attachment(ctx.payments.request(&saga.scope, request)).await {
         Ok(response) => {
             settle_platform::faults::hit("invoices.attach.after_reserve").await;
             let attachment = response.into_inner();
@@ -127,7 +127,7 @@ pub async fn apply(
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     let Some(mut doc) =
-        invoices::find_for_update(&mut tx, backend, &saga.account, &leg.invoice).await.map_err(db_retry)?
+        invoices::find_for_update(&mut tx, backend, &saga.scope, &leg.invoice).await.map_err(db_retry)?
     else {
         return Ok(Transition::Finished(Ending::Failed(internal_failure(format!(
             "invoice {} disappeared",
@@ -149,9 +149,8 @@ pub async fn apply(
     }
     // Credit notes being issued hold their pre-payment parts of what remains unpaid (read under the
     // same lock, which every credit-note step takes too): the payment may only take the rest.
-    let reserved_credits = invoice_credits::reserved_pre_payment(&mut *tx, &saga.account, &leg.invoice)
-        .await
-        .map_err(db_retry)?;
+    let reserved_credits =
+        invoice_credits::reserved_pre_payment(&mut *tx, &saga.scope, &leg.invoice).await.map_err(db_retry)?;
     if let Err(refusal) = effects::guard_reserved_credits(&doc, &facts, reserved_credits) {
         let stored = StoredRefusal::from_refusal(&refusal);
         let (step, state, data) = refused(stored);
@@ -168,7 +167,7 @@ pub async fn apply(
         id: leg.invoice_payment.clone(),
         invoice: doc.id.clone(),
         is_default: leg.is_default,
-        livemode: saga.livemode,
+        livemode: saga.scope.livemode(),
         object: "invoice_payment".to_owned(),
         payment: Some(pb::InvoicePaymentAssociatedPayment {
             charge: None,
@@ -214,7 +213,7 @@ pub async fn confirm(
     let request =
         payments_pb::ConfirmAttachmentRequest { payment: payment.to_owned(), saga_id: key.to_owned() };
     let mut client = ctx.payments.attachments.clone();
-    match client.confirm_attachment(ctx.payments.request(&saga.account, saga.livemode, request)).await {
+    match client.confirm_attachment(ctx.payments.request(&saga.scope, request)).await {
         Ok(response) => {
             settle_platform::faults::hit("invoices.attach.after_confirm").await;
             Ok(Some(reserved_from(&response.into_inner())))
@@ -237,9 +236,9 @@ pub async fn sync(
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     let mut doc =
-        invoices::find_for_update(&mut tx, backend, &saga.account, &leg.invoice).await.map_err(db_retry)?;
+        invoices::find_for_update(&mut tx, backend, &saga.scope, &leg.invoice).await.map_err(db_retry)?;
     let mut invoice_payment =
-        invoice_payments::find(&mut *tx, &saga.account, &leg.invoice_payment).await.map_err(db_retry)?;
+        invoice_payments::find(&mut *tx, &saga.scope, &leg.invoice_payment).await.map_err(db_retry)?;
     let mut wrote_events = false;
     if let (Some(doc), Some(payment)) = (doc.as_mut(), invoice_payment.as_mut())
         && payment.status == pb::InvoicePaymentStatus::Open as i32
@@ -278,7 +277,7 @@ pub async fn release(
         saga_id: attach_saga.to_owned(),
     };
     let mut client = ctx.payments.attachments.clone();
-    match client.release_attachment(ctx.payments.request(&saga.account, saga.livemode, request)).await {
+    match client.release_attachment(ctx.payments.request(&saga.scope, request)).await {
         Ok(_) => {
             settle_platform::faults::hit("invoices.release.after_release").await;
             Ok(())

@@ -8,6 +8,7 @@
 //! expects; if the process dies in between, the `payment_intent.canceled` event retires it.
 
 use settle_platform::ApiError;
+use settle_platform::Scope;
 use settle_platform::db::Tx;
 use settle_platform::ids::IdPrefix;
 use settle_platform::outbox::EventOrigin;
@@ -60,8 +61,7 @@ pub async fn record_prepare(
     };
     let new = NewSaga {
         id: IdPrefix::Saga.generate(),
-        account: origin.account.clone(),
-        livemode: origin.livemode,
+        scope: origin.scope.clone(),
         kind: pay::KIND,
         step: "create_intent",
         data: encode(&data),
@@ -75,10 +75,10 @@ pub async fn record_prepare(
 /// The PaymentIntent of the invoice's open default payment, if it has one.
 pub async fn open_default_intent(
     ctx: &Context,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<Option<(pb::InvoicePayment, String)>, ApiError> {
-    let found = invoice_payments::open_default(ctx.db.pool(), account, invoice).await?;
+    let found = invoice_payments::open_default(ctx.db.pool(), scope, invoice).await?;
     Ok(found.and_then(|p| {
         let intent = p.payment.as_ref().and_then(|a| a.payment_intent.clone())?;
         Some((p, intent))
@@ -91,11 +91,10 @@ pub async fn open_default_intent(
 /// invoice is about to count it.
 pub async fn cancel_open_default(
     ctx: &Context,
-    account: &str,
-    livemode: bool,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<Option<String>, ApiError> {
-    let Some((_, intent)) = open_default_intent(ctx, account, invoice).await? else { return Ok(None) };
+    let Some((_, intent)) = open_default_intent(ctx, scope, invoice).await? else { return Ok(None) };
     let request = payments_pb::CancelPaymentIntentRequest {
         id: intent.clone(),
         cancellation_reason: Some(payments_pb::PaymentIntentCancellationReason::VoidInvoice as i32),
@@ -108,13 +107,13 @@ pub async fn cancel_open_default(
         )
     };
     let mut client = ctx.payments.intents.clone();
-    match client.cancel_payment_intent(ctx.payments.request(account, livemode, request)).await {
+    match client.cancel_payment_intent(ctx.payments.request(scope, request)).await {
         Ok(_) => {}
         Err(status) if status.code() == Code::FailedPrecondition => {
             // Canceled by an earlier attempt whose answer was lost is as good as canceled now.
             let request = payments_pb::GetPaymentIntentRequest { id: intent.clone(), ..Default::default() };
             let current = client
-                .get_payment_intent(ctx.payments.request(account, livemode, request))
+                .get_payment_intent(ctx.payments.request(scope, request))
                 .await
                 .map_err(unavailable)?
                 .into_inner();
@@ -153,7 +152,7 @@ pub async fn retire(
     canceled: &str,
 ) -> Result<Option<(Saga, Fence)>, ApiError> {
     let Some((mut invoice_payment, attach_key)) =
-        invoice_payments::find_live_by_payment(&mut **tx, &origin.account, canceled).await?
+        invoice_payments::find_live_by_payment(&mut **tx, &origin.scope, canceled).await?
     else {
         return Ok(None);
     };

@@ -102,8 +102,7 @@ pub async fn unapply_and_record(
     );
     let saga = NewSaga {
         id: saga_id,
-        account: origin.account.clone(),
-        livemode: origin.livemode,
+        scope: origin.scope.clone(),
         kind: KIND,
         step: "release",
         data: encode(&data),

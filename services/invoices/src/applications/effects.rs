@@ -293,11 +293,11 @@ pub async fn persist(
     invoice_payment: Option<(&pb::InvoicePayment, Option<&str>)>,
     effects: &Effects,
 ) -> Result<bool, crate::store::StoreError> {
-    invoices::update(tx, &origin.account, doc).await?;
+    invoices::update(tx, &origin.scope, doc).await?;
     if let Some((payment, new_with_saga)) = invoice_payment {
         match new_with_saga {
-            Some(saga_id) => invoice_payments::insert(tx, &origin.account, saga_id, payment).await?,
-            None => invoice_payments::update(tx, &origin.account, payment).await?,
+            Some(saga_id) => invoice_payments::insert(tx, &origin.scope, saga_id, payment).await?,
+            None => invoice_payments::update(tx, &origin.scope, payment).await?,
         }
     }
     let mut wrote_events = !effects.events.is_empty();
@@ -308,8 +308,7 @@ pub async fn persist(
             tx,
             backend,
             &balance::Posting {
-                account: &origin.account,
-                livemode: origin.livemode,
+                scope: &origin.scope,
                 customer: &doc.customer,
                 currency: &doc.currency,
                 amount: -effects.overpayment_credit.get(),
@@ -344,7 +343,7 @@ pub async fn persist(
             Event::Invoice { kind, previous } => {
                 if rendered.is_none() {
                     let (data, has_more) =
-                        invoice_lines::first(&mut **tx, &origin.account, &doc.id, EMBEDDED_LINES).await?;
+                        invoice_lines::first(&mut **tx, &origin.scope, &doc.id, EMBEDDED_LINES).await?;
                     let mut with_lines = doc.clone();
                     with_lines.lines = Some(pb::InvoiceLineItemList {
                         data,

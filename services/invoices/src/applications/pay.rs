@@ -92,7 +92,7 @@ async fn create_intent(
         metadata: [("invoice".to_owned(), data.leg.invoice.clone())].into(),
         ..Default::default()
     };
-    let mut request = ctx.payments.request(&saga.account, saga.livemode, request);
+    let mut request = ctx.payments.request(&saga.scope, request);
     if let Ok(key) = format!("settle-pay-{}", saga.id).parse() {
         request.metadata_mut().insert("idempotency-key", key);
     }
@@ -119,7 +119,7 @@ async fn confirm_intent(
         payment_method: data.payment_method.clone(),
         ..Default::default()
     };
-    let mut request = ctx.payments.request(&saga.account, saga.livemode, request);
+    let mut request = ctx.payments.request(&saga.scope, request);
     if let Ok(key) = format!("settle-pay-{}", saga.id).parse() {
         request.metadata_mut().insert("idempotency-key", key);
     }
@@ -164,13 +164,12 @@ async fn record_attempt(
     let backend = ctx.db.backend();
     let mut tx = ctx.db.begin().await.map_err(db_retry)?;
     let mut result = None;
-    if let Some(mut doc) = invoices::find_for_update(&mut tx, backend, &saga.account, &data.leg.invoice)
-        .await
-        .map_err(db_retry)?
+    if let Some(mut doc) =
+        invoices::find_for_update(&mut tx, backend, &saga.scope, &data.leg.invoice).await.map_err(db_retry)?
     {
         doc.attempted = true;
         doc.attempt_count += 1;
-        invoices::update(&mut tx, &saga.account, &doc).await.map_err(db_retry)?;
+        invoices::update(&mut tx, &saga.scope, &doc).await.map_err(db_retry)?;
         if declined {
             settle_platform::outbox::append(
                 &mut tx,

@@ -133,7 +133,7 @@ pub async fn confirmation_secret(
     invoice: &pb::Invoice,
 ) -> Result<Option<pb::InvoiceConfirmationSecret>, ApiError> {
     use settle_proto::settle::payments::v1 as payments_pb;
-    let Some(default) = invoice_payments::open_default(state.db.pool(), ctx.account(), &invoice.id).await?
+    let Some(default) = invoice_payments::open_default(state.db.pool(), ctx.scope(), &invoice.id).await?
     else {
         return Ok(None);
     };
@@ -143,7 +143,7 @@ pub async fn confirmation_secret(
     let intent = payments
         .intents
         .clone()
-        .get_payment_intent(payments.request(ctx.account(), ctx.livemode(), request))
+        .get_payment_intent(payments.request(ctx.scope(), request))
         .await
         .map_err(|status| {
             ApiError::new(
@@ -178,7 +178,7 @@ async fn previous(
     if ctx.idempotency_key.is_none() {
         return Ok(None);
     }
-    let Some(saga) = saga_store::get(&state.db, ctx.account(), saga_id).await? else { return Ok(None) };
+    let Some(saga) = saga_store::get(&state.db, ctx.scope(), saga_id).await? else { return Ok(None) };
     if saga.kind != kind || subjects.iter().any(|(k, v)| saga.subjects.get(k) != Some(v)) {
         return Err(ApiError::invalid_param(
             "idempotency-key",
@@ -227,20 +227,20 @@ async fn attach_payment_saga(
         }
     };
     let subjects = subjects(&req.id, kind, &payment);
-    let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+    let saga_id = saga_id_for(ctx.scope(), ctx.idempotency_key.as_deref());
     if let Some(saga) = previous(state, ctx, &saga_id, attach::KIND, &subjects).await? {
         return answer(&saga);
     }
 
     let db = &state.db;
     let mut tx = db.begin().await?;
-    let doc = invoices::find(&mut *tx, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+    let doc = invoices::find(&mut *tx, ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
     let status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
     if !status.takes_payments() {
         return Err(invoice_not_open(&doc.id, status));
     }
     if let Some((counted, _)) =
-        invoice_payments::find_live_by_payment(&mut *tx, ctx.account(), &payment).await?
+        invoice_payments::find_live_by_payment(&mut *tx, ctx.scope(), &payment).await?
     {
         return Err(ApiError::failed_precondition(
             ErrorReason::PaymentAlreadyAttached,
@@ -266,8 +266,7 @@ async fn attach_payment_saga(
     };
     let new = NewSaga {
         id: saga_id,
-        account: ctx.account().to_owned(),
-        livemode: ctx.livemode(),
+        scope: ctx.scope().clone(),
         kind: attach::KIND,
         step: "reserve",
         data: encode(&data),
@@ -312,13 +311,13 @@ async fn counted_on(
         }
         DetachTarget::InvoicePayment(id) => {
             check_id(id, IdPrefix::InvoicePayment, "invoice_payment")?;
-            let found = invoice_payments::find(&mut **tx, ctx.account(), id)
+            let found = invoice_payments::find(&mut **tx, ctx.scope(), id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(IdPrefix::InvoicePayment, id, "invoice_payment"))?;
             invoice_payments::payment_of(&found).1.to_owned()
         }
     };
-    match invoice_payments::find_live_by_payment(&mut **tx, ctx.account(), &payment).await? {
+    match invoice_payments::find_live_by_payment(&mut **tx, ctx.scope(), &payment).await? {
         Some((invoice_payment, attach_key)) if invoice_payment.invoice == invoice => {
             Ok((invoice_payment, attach_key, payment))
         }
@@ -353,13 +352,13 @@ async fn detach_payment_saga(
         ));
     };
     let key_subjects = BTreeMap::from([("invoice".to_owned(), req.id.clone())]);
-    let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+    let saga_id = saga_id_for(ctx.scope(), ctx.idempotency_key.as_deref());
     if let Some(saga) = previous(state, ctx, &saga_id, detach::KIND, &key_subjects).await? {
         return answer(&saga);
     }
     let db = &state.db;
     let mut tx = db.begin().await?;
-    let mut doc = invoices::find_for_update(&mut tx, db.backend(), ctx.account(), &req.id)
+    let mut doc = invoices::find_for_update(&mut tx, db.backend(), ctx.scope(), &req.id)
         .await?
         .ok_or_else(|| not_found(&req.id))?;
     let status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
@@ -419,15 +418,14 @@ async fn reapply_payment_saga(
         }
     };
     let subjects = subjects(&req.id, kind, &payment);
-    let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+    let saga_id = saga_id_for(ctx.scope(), ctx.idempotency_key.as_deref());
     if let Some(saga) = previous(state, ctx, &saga_id, reapply::KIND, &subjects).await? {
         return answer(&saga);
     }
     let db = &state.db;
     let mut tx = db.begin().await?;
-    let (mut counted, source_key) = invoice_payments::find_live_by_payment(&mut *tx, ctx.account(), &payment)
-        .await?
-        .ok_or_else(|| {
+    let (mut counted, source_key) =
+        invoice_payments::find_live_by_payment(&mut *tx, ctx.scope(), &payment).await?.ok_or_else(|| {
             ApiError::failed_precondition(
                 ErrorReason::PaymentNotAttached,
                 format!("{payment} is not applied to any invoice; attach it instead."),
@@ -439,7 +437,7 @@ async fn reapply_payment_saga(
             format!("{payment} is already applied to invoice {}.", req.id),
         ));
     }
-    let target = invoices::find(&mut *tx, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+    let target = invoices::find(&mut *tx, ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
     // Refuse up front what the target would refuse, so nothing moves for a request that cannot succeed.
     let facts = PaymentFacts {
         customer: target.customer.clone(),
@@ -447,7 +445,7 @@ async fn reapply_payment_saga(
         amount: settle_money::Amount::new(counted.amount_paid.unwrap_or(counted.amount_requested)),
         succeeded: counted.status == pb::InvoicePaymentStatus::Paid as i32,
     };
-    let mut source = invoices::find_for_update(&mut tx, db.backend(), ctx.account(), &counted.invoice)
+    let mut source = invoices::find_for_update(&mut tx, db.backend(), ctx.scope(), &counted.invoice)
         .await?
         .ok_or_else(|| not_found(&counted.invoice))?;
     let source_facts = PaymentFacts { customer: source.customer.clone(), ..facts.clone() };
@@ -483,8 +481,7 @@ async fn reapply_payment_saga(
     subjects.insert("from_invoice".to_owned(), source.id.clone());
     let new = NewSaga {
         id: saga_id,
-        account: ctx.account().to_owned(),
-        livemode: ctx.livemode(),
+        scope: ctx.scope().clone(),
         kind: reapply::KIND,
         step: "release_source",
         data: encode(&data),
@@ -533,7 +530,7 @@ async fn check_payable(
     }
     // Credit notes being issued will take their pre-payment part off what is owed.
     let owed = doc.amount_remaining
-        - crate::store::invoice_credits::reserved_pre_payment(&mut *conn, ctx.account(), &doc.id).await?;
+        - crate::store::invoice_credits::reserved_pre_payment(&mut *conn, ctx.scope(), &doc.id).await?;
     if !draft && owed <= 0 {
         return Err(ApiError::failed_precondition(
             ErrorReason::InvoiceNotOpen,
@@ -547,7 +544,7 @@ async fn check_payable(
         .or_else(|| doc.default_payment_method.clone().filter(|m| !m.is_empty()))
         .ok_or_else(|| ApiError::missing_param("payment_method"))?;
     if let Some(live) =
-        saga_store::live_on(&mut *conn, ctx.account(), pay::KIND, &pay::subjects(&doc.id)).await?
+        saga_store::live_on(&mut *conn, ctx.scope(), pay::KIND, &pay::subjects(&doc.id)).await?
     {
         return Err(ApiError::failed_precondition(
             ErrorReason::StateUnsupported,
@@ -570,7 +567,7 @@ async fn check_confirmable(state: &AppState, ctx: &RequestContext, intent: &str)
     let current = payments
         .intents
         .clone()
-        .get_payment_intent(payments.request(ctx.account(), ctx.livemode(), request))
+        .get_payment_intent(payments.request(ctx.scope(), request))
         .await
         .map_err(|status| {
             ApiError::new(
@@ -623,14 +620,14 @@ async fn pay_invoice_saga(
         "settle charges the whole amount remaining",
     )?;
     let key_subjects = pay::subjects(&req.id);
-    let saga_id = saga_id_for(ctx.account(), ctx.idempotency_key.as_deref());
+    let saga_id = saga_id_for(ctx.scope(), ctx.idempotency_key.as_deref());
     if let Some(saga) = previous(state, ctx, &saga_id, pay::KIND, &key_subjects).await? {
         return answer(&saga);
     }
     // Refuse what the request would be refused for before touching the default PaymentIntent: a
     // refused request must leave it payable (its confirmation secret alive).
     let current =
-        invoices::find(state.db.pool(), ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+        invoices::find(state.db.pool(), ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
     {
         let mut conn = state.db.pool().acquire().await?;
         check_payable(&mut conn, ctx, &req, &current).await?;
@@ -640,23 +637,17 @@ async fn pay_invoice_saga(
     // confirmed, which payments does only while it still waits for the customer.
     let mut stale = None;
     if let Some((default, intent)) =
-        default_payment::open_default_intent(&state.applications, ctx.account(), &req.id).await?
+        default_payment::open_default_intent(&state.applications, ctx.scope(), &req.id).await?
     {
         if current.amount_remaining != default.amount_requested {
-            stale = default_payment::cancel_open_default(
-                &state.applications,
-                ctx.account(),
-                ctx.livemode(),
-                &req.id,
-            )
-            .await?;
+            stale = default_payment::cancel_open_default(&state.applications, ctx.scope(), &req.id).await?;
         } else {
             check_confirmable(state, ctx, &intent).await?;
         }
     }
     let db = &state.db;
     let mut tx = db.begin().await?;
-    let mut doc = invoices::find_for_update(&mut tx, db.backend(), ctx.account(), &req.id)
+    let mut doc = invoices::find_for_update(&mut tx, db.backend(), ctx.scope(), &req.id)
         .await?
         .ok_or_else(|| not_found(&req.id))?;
     let status = model::status(&doc).map_err(|e| ApiError::internal("An invoice could not be read", &e))?;
@@ -702,7 +693,7 @@ async fn pay_invoice_saga(
         refusal: None,
     };
     let mut first_step = "create_intent";
-    if let Some(default) = invoice_payments::open_default(&mut *tx, ctx.account(), &doc.id).await? {
+    if let Some(default) = invoice_payments::open_default(&mut *tx, ctx.scope(), &doc.id).await? {
         // The default payment finalization prepared is open for what is owed: confirm it.
         let intent = default.payment.as_ref().and_then(|p| p.payment_intent.clone());
         if default.amount_requested == owed && intent.is_some() {
@@ -719,8 +710,7 @@ async fn pay_invoice_saga(
     }
     let new = NewSaga {
         id: saga_id,
-        account: ctx.account().to_owned(),
-        livemode: ctx.livemode(),
+        scope: ctx.scope().clone(),
         kind: pay::KIND,
         step: first_step,
         data: encode(&data),

@@ -4,6 +4,7 @@
 use prost::Message;
 use settle_money::Amount;
 use settle_platform::ApiError;
+use settle_platform::Scope;
 use settle_platform::db::Tx;
 use settle_platform::ids::IdPrefix;
 use settle_platform::validate;
@@ -289,7 +290,7 @@ pub fn check_tax_amounts(prefix: &str, amounts: &[pb::TaxAmountParams]) -> Resul
 /// rate data within the account).
 pub async fn taxes(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     amounts: &[pb::TaxAmountParams],
 ) -> Result<Vec<pb::Tax>, ApiError> {
     let mut taxes = Vec::with_capacity(amounts.len());
@@ -297,7 +298,7 @@ pub async fn taxes(
         let data = tax.tax_rate_data.clone().unwrap_or_default();
         let fingerprint: String =
             Sha256::digest(data.encode_to_vec()).iter().map(|b| format!("{b:02x}")).collect();
-        let rate = tax_rates::id_for(tx, account, &fingerprint).await?;
+        let rate = tax_rates::id_for(tx, scope, &fingerprint).await?;
         let behavior = if data.inclusive { pb::TaxBehavior::Inclusive } else { pb::TaxBehavior::Exclusive };
         taxes.push(pb::Tax {
             amount: tax.amount,

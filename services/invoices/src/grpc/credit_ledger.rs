@@ -13,6 +13,7 @@
 
 use settle_money::Amount;
 use settle_platform::ApiError;
+use settle_platform::Scope;
 use settle_platform::context::RequestContext;
 use settle_platform::db::Tx;
 use settle_platform::ids::IdPrefix;
@@ -123,10 +124,10 @@ fn answer_taken(
 async fn lock_invoice(
     tx: &mut Tx,
     state: &AppState,
-    account: &str,
+    scope: &Scope,
     credit: &pb::InvoiceCredit,
 ) -> Result<pb::Invoice, ApiError> {
-    invoices::find_for_update(tx, state.db.backend(), account, &credit.invoice).await?.ok_or_else(|| {
+    invoices::find_for_update(tx, state.db.backend(), scope, &credit.invoice).await?.ok_or_else(|| {
         corrupt(format!("saga {} names invoice {}, which is gone", credit.saga_id, credit.invoice))
     })
 }
@@ -142,8 +143,7 @@ async fn post(
     description: &str,
 ) -> Result<String, ApiError> {
     let posting = Posting {
-        account: ctx.account(),
-        livemode: op.doc.livemode,
+        scope: ctx.scope(),
         customer: &op.doc.customer,
         currency: &op.doc.currency,
         amount: amount.get(),
@@ -197,27 +197,27 @@ impl CreditLedgerApi {
         let request =
             CreditRequest::parse(req.amount, req.credit_amount, req.refund_amount, req.out_of_band_amount)?;
         let state = &self.state;
-        let account = ctx.account();
+        let scope = ctx.scope();
         // A repeat answers with the credit as it is now, whatever became of it since.
-        if let Some(stored) = store::find(state.db.pool(), account, &req.saga_id).await? {
+        if let Some(stored) = store::find(state.db.pool(), scope, &req.saga_id).await? {
             check_same_request(&stored, &req)?;
             return Ok(stored.credit);
         }
         let mut tx = state.db.begin().await?;
-        let doc = invoices::find_for_update(&mut tx, state.db.backend(), account, &req.invoice)
+        let doc = invoices::find_for_update(&mut tx, state.db.backend(), scope, &req.invoice)
             .await?
             .ok_or_else(|| ApiError::not_found(IdPrefix::Invoice, &req.invoice, "invoice"))?;
         // A twin of this call may have committed while this one waited for the lock.
-        if let Some(stored) = store::find(&mut *tx, account, &req.saga_id).await? {
+        if let Some(stored) = store::find(&mut *tx, scope, &req.saga_id).await? {
             check_same_request(&stored, &req)?;
             return Ok(stored.credit);
         }
         // (A twin that named another invoice shows here by its credit note.)
-        if let Some(existing) = store::find_by_credit_note(&mut *tx, account, &req.credit_note).await? {
+        if let Some(existing) = store::find_by_credit_note(&mut *tx, scope, &req.credit_note).await? {
             return answer_taken(existing, &req);
         }
         credit::check_creditable(&doc.id, model::status(&doc)?)?;
-        let summary = store::summary(&mut *tx, account, &doc.id).await?;
+        let summary = store::summary(&mut *tx, scope, &doc.id).await?;
         let room = InvoiceRoom {
             total: Amount::new(doc.total),
             amount_remaining: Amount::new(doc.amount_remaining),
@@ -249,15 +249,15 @@ impl CreditLedgerApi {
             refund_amount: request.refund_amount.get(),
             out_of_band_amount: request.out_of_band_amount.get(),
         };
-        if !store::insert_if_absent(&mut tx, account, &stored).await? {
+        if !store::insert_if_absent(&mut tx, scope, &stored).await? {
             // A twin naming another invoice took the saga's key first (the primary key decides),
             // or one for another saga took the credit note.
             drop(tx);
-            if let Some(existing) = store::find(state.db.pool(), account, &req.saga_id).await? {
+            if let Some(existing) = store::find(state.db.pool(), scope, &req.saga_id).await? {
                 check_same_request(&existing, &req)?;
                 return Ok(existing.credit);
             }
-            return match store::find_by_credit_note(state.db.pool(), account, &req.credit_note).await? {
+            return match store::find_by_credit_note(state.db.pool(), scope, &req.credit_note).await? {
                 Some(existing) => answer_taken(existing, &req),
                 None => Err(corrupt(format!("saga {}: the credit could not be recorded", req.saga_id))),
             };
@@ -276,13 +276,13 @@ impl CreditLedgerApi {
     ) -> Result<pb::InvoiceCredit, ApiError> {
         validate::id("saga_id", &req.saga_id, IdPrefix::Saga)?;
         let state = &self.state;
-        let account = ctx.account();
-        let found = store::find(state.db.pool(), account, &req.saga_id)
+        let scope = ctx.scope();
+        let found = store::find(state.db.pool(), scope, &req.saga_id)
             .await?
             .ok_or_else(|| saga_missing(&req.saga_id))?;
         let mut tx = state.db.begin().await?;
-        let doc = lock_invoice(&mut tx, state, account, &found.credit).await?;
-        let mut credit = store::find_for_update(&mut tx, state.db.backend(), account, &req.saga_id)
+        let doc = lock_invoice(&mut tx, state, scope, &found.credit).await?;
+        let mut credit = store::find_for_update(&mut tx, state.db.backend(), scope, &req.saga_id)
             .await?
             .ok_or_else(|| saga_missing(&req.saga_id))?
             .credit;
@@ -312,7 +312,7 @@ impl CreditLedgerApi {
                 .await?;
         }
         credit_model::set_status(&mut credit, CreditStatus::Applied, now);
-        store::update(&mut op.tx, account, &credit).await?;
+        store::update(&mut op.tx, scope, &credit).await?;
         op.commit_with(state, ctx, &credit).await?;
         settle_platform::faults::hit("invoices.credit_apply.after_commit").await;
         tracing::debug!(saga_id = %req.saga_id, invoice = %credit.invoice, "invoice credit applied");
@@ -326,13 +326,13 @@ impl CreditLedgerApi {
     ) -> Result<pb::InvoiceCredit, ApiError> {
         validate::id("saga_id", &req.saga_id, IdPrefix::Saga)?;
         let state = &self.state;
-        let account = ctx.account();
-        let found = store::find(state.db.pool(), account, &req.saga_id)
+        let scope = ctx.scope();
+        let found = store::find(state.db.pool(), scope, &req.saga_id)
             .await?
             .ok_or_else(|| saga_missing(&req.saga_id))?;
         let mut tx = state.db.begin().await?;
-        lock_invoice(&mut tx, state, account, &found.credit).await?;
-        let mut credit = store::find_for_update(&mut tx, state.db.backend(), account, &req.saga_id)
+        lock_invoice(&mut tx, state, scope, &found.credit).await?;
+        let mut credit = store::find_for_update(&mut tx, state.db.backend(), scope, &req.saga_id)
             .await?
             .ok_or_else(|| saga_missing(&req.saga_id))?
             .credit;
@@ -341,7 +341,7 @@ impl CreditLedgerApi {
         }
         // It only stops counting: the invoice's amounts never showed a reserved credit.
         credit_model::set_status(&mut credit, CreditStatus::Released, now_unix());
-        store::update(&mut tx, account, &credit).await?;
+        store::update(&mut tx, scope, &credit).await?;
         tx.commit().await?;
         settle_platform::faults::hit("invoices.credit_release.after_commit").await;
         tracing::debug!(saga_id = %req.saga_id, invoice = %credit.invoice, "invoice credit released");
@@ -356,9 +356,9 @@ impl CreditLedgerApi {
         validate::id("saga_id", &req.saga_id, IdPrefix::Saga)?;
         validate::id("credit_note", &req.credit_note, IdPrefix::CreditNote)?;
         let state = &self.state;
-        let account = ctx.account();
+        let scope = ctx.scope();
         // A void saga voids one credit note.
-        if let Some(done) = store::find_by_reversal(state.db.pool(), account, &req.saga_id).await?
+        if let Some(done) = store::find_by_reversal(state.db.pool(), scope, &req.saga_id).await?
             && done.credit.credit_note != req.credit_note
         {
             return Err(ApiError::invalid_param(
@@ -378,13 +378,13 @@ impl CreditLedgerApi {
             )
             .with_violation("credit_note", "No invoice credit")
         };
-        let found = store::find_by_credit_note(state.db.pool(), account, &req.credit_note)
+        let found = store::find_by_credit_note(state.db.pool(), scope, &req.credit_note)
             .await?
             .ok_or_else(credit_missing)?;
         let mut tx = state.db.begin().await?;
-        let doc = lock_invoice(&mut tx, state, account, &found.credit).await?;
+        let doc = lock_invoice(&mut tx, state, scope, &found.credit).await?;
         let mut credit =
-            store::find_by_credit_note_for_update(&mut tx, state.db.backend(), account, &req.credit_note)
+            store::find_by_credit_note_for_update(&mut tx, state.db.backend(), scope, &req.credit_note)
                 .await?
                 .ok_or_else(credit_missing)?
                 .credit;
@@ -404,7 +404,7 @@ impl CreditLedgerApi {
         if take_back.is_positive() {
             // Locked until commit, so the balance checked is the balance the postings move.
             let held =
-                balance::lock(&mut op.tx, state.db.backend(), account, &op.doc.customer, &op.doc.currency)
+                balance::lock(&mut op.tx, state.db.backend(), scope, &op.doc.customer, &op.doc.currency)
                     .await?;
             credit::check_balance_holds(Amount::new(held), take_back)?;
         }
@@ -432,7 +432,7 @@ impl CreditLedgerApi {
         }
         credit_model::set_status(&mut credit, CreditStatus::Reversed, now);
         credit.reversal_saga_id = Some(req.saga_id.clone());
-        store::update(&mut op.tx, account, &credit).await?;
+        store::update(&mut op.tx, scope, &credit).await?;
         op.commit_with(state, ctx, &credit).await?;
         settle_platform::faults::hit("invoices.credit_reverse.after_commit").await;
         tracing::debug!(saga_id = %req.saga_id, credit_note = %credit.credit_note, "invoice credit reversed");

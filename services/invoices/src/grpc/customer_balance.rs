@@ -70,8 +70,7 @@ impl CustomerBalanceApi {
             Claim::Fresh(pending) => pending,
         };
         let posting = Posting {
-            account: ctx.account(),
-            livemode: ctx.livemode(),
+            scope: ctx.scope(),
             customer: &customer,
             currency: currency.as_str(),
             amount: req.amount,
@@ -107,7 +106,7 @@ impl CustomerBalanceApi {
         if !IdPrefix::BalanceTransaction.matches(&req.id) {
             return Err(not_found(&req.id));
         }
-        balance::find(self.state.db.pool(), ctx.account(), &customer, &req.id)
+        balance::find(self.state.db.pool(), ctx.scope(), &customer, &req.id)
             .await?
             .ok_or_else(|| not_found(&req.id))
     }
@@ -129,17 +128,16 @@ impl CustomerBalanceApi {
             Claim::Replay(stored) => return Ok(stored),
             Claim::Fresh(pending) => pending,
         };
-        let mut doc =
-            balance::find_for_update(&mut tx, state.db.backend(), ctx.account(), &customer, &req.id)
-                .await?
-                .ok_or_else(|| not_found(&req.id))?;
+        let mut doc = balance::find_for_update(&mut tx, state.db.backend(), ctx.scope(), &customer, &req.id)
+            .await?
+            .ok_or_else(|| not_found(&req.id))?;
         let before = doc.clone();
         if let Some(description) = &req.description {
             doc.description = non_empty(description);
         }
         merge_metadata("metadata", &mut doc.metadata, &req.metadata)?;
         if doc != before {
-            balance::update_document(&mut tx, ctx.account(), &doc).await?;
+            balance::update_document(&mut tx, ctx.scope(), &doc).await?;
         }
         pending.record(&mut tx, &doc).await?;
         tx.commit().await?;
@@ -170,7 +168,7 @@ impl CustomerBalanceApi {
             IdPrefix::BalanceTransaction,
         )?;
         let filter = ListFilter { invoice, created: req.created };
-        let page = balance::list(&self.state.db, ctx.account(), &customer, &filter, &page).await?;
+        let page = balance::list(&self.state.db, ctx.scope(), &customer, &filter, &page).await?;
         Ok(pb::ListBalanceTransactionsResponse { data: page.data, has_more: page.has_more })
     }
 
@@ -184,7 +182,7 @@ impl CustomerBalanceApi {
             None | Some("") => None,
             Some(c) => Some(currency("currency", Some(c))?.as_str().to_owned()),
         };
-        let ledgers = balance::ledgers(&self.state.db, ctx.account(), &customer).await?;
+        let ledgers = balance::ledgers(&self.state.db, ctx.scope(), &customer).await?;
         let (currency, balance) = match requested {
             Some(currency) => {
                 let balance = ledgers.iter().find(|(c, _)| *c == currency).map_or(0, |(_, b)| *b);

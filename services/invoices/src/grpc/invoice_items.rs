@@ -230,7 +230,7 @@ impl InvoiceItemsApi {
                 Ok(begun) => begun,
                 Err(stored) => return Ok(stored),
             };
-            store::insert(&mut tx, ctx.account(), &item).await?;
+            store::insert(&mut tx, ctx.scope(), &item).await?;
             let origin = EventOrigin::from(ctx);
             outbox::append(
                 &mut tx,
@@ -266,7 +266,7 @@ impl InvoiceItemsApi {
             )
             .with_violation("currency", "The invoice's currency differs."));
         }
-        let mut lines = invoice_lines::all(&mut op.tx, ctx.account(), invoice).await?;
+        let mut lines = invoice_lines::all(&mut op.tx, ctx.scope(), invoice).await?;
         check_line_count("invoice", lines.len() + 1)?;
         let (charge, details) = pricing.new_charge(&op.doc.currency)?;
         let owner = ItemOwner {
@@ -277,10 +277,10 @@ impl InvoiceItemsApi {
         };
         let item =
             model_lines::new_item(IdPrefix::InvoiceItem.generate(), &owner, now, &charge, details, fields)?;
-        store::insert(&mut op.tx, ctx.account(), &item).await?;
+        store::insert(&mut op.tx, ctx.scope(), &item).await?;
         op.append(state, ctx, "invoiceitem.created", &item.id, &item).await?;
         let line = line_for(&item, &IdPrefix::InvoiceLine.generate(), Vec::new());
-        invoice_lines::insert(&mut op.tx, ctx.account(), &line).await?;
+        invoice_lines::insert(&mut op.tx, ctx.scope(), &line).await?;
         lines.push(line);
         model_lines::apply_lines(&mut op.doc, &lines)?;
         op.emit(InvoiceEvent::Updated);
@@ -296,7 +296,7 @@ impl InvoiceItemsApi {
         if !IdPrefix::InvoiceItem.matches(&req.id) {
             return Err(not_found(&req.id));
         }
-        store::find(self.state.db.pool(), ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))
+        store::find(self.state.db.pool(), ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))
     }
 
     async fn update(
@@ -336,23 +336,23 @@ impl InvoiceItemsApi {
             }
             Ok(())
         };
-        let (state, account) = (&self.state, ctx.account());
+        let (state, scope) = (&self.state, ctx.scope());
         for _ in 0..MOVED_RETRIES {
             let seen =
-                store::find(state.db.pool(), account, &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+                store::find(state.db.pool(), scope, &req.id).await?.ok_or_else(|| not_found(&req.id))?;
             let Some(invoice) = seen.invoice else {
                 let (mut tx, pending) = match begin_plain(state, ctx, UPDATE, &req).await? {
                     Ok(begun) => begun,
                     Err(stored) => return Ok(stored),
                 };
-                let mut item = store::find_for_update(&mut tx, state.db.backend(), account, &req.id)
+                let mut item = store::find_for_update(&mut tx, state.db.backend(), scope, &req.id)
                     .await?
                     .ok_or_else(|| not_found(&req.id))?;
                 if item.invoice.is_some() {
                     continue;
                 }
                 change(&mut item)?;
-                store::update(&mut tx, account, &item).await?;
+                store::update(&mut tx, scope, &item).await?;
                 commit_plain(state, tx, pending, &item, false).await?;
                 return Ok(item);
             };
@@ -360,7 +360,7 @@ impl InvoiceItemsApi {
                 Begun::Replay(stored) => return Ok(stored),
                 Begun::Fresh(op) => op,
             };
-            let mut item = store::find_for_update(&mut op.tx, state.db.backend(), account, &req.id)
+            let mut item = store::find_for_update(&mut op.tx, state.db.backend(), scope, &req.id)
                 .await?
                 .ok_or_else(|| not_found(&req.id))?;
             if item.invoice.as_deref() != Some(&invoice) {
@@ -368,11 +368,11 @@ impl InvoiceItemsApi {
             }
             require_draft(op.status()?)?;
             change(&mut item)?;
-            store::update(&mut op.tx, account, &item).await?;
-            let mut lines = invoice_lines::all(&mut op.tx, account, &invoice).await?;
+            store::update(&mut op.tx, scope, &item).await?;
+            let mut lines = invoice_lines::all(&mut op.tx, scope, &invoice).await?;
             if let Some(line) = lines.iter_mut().find(|l| model_lines::item_of(l) == Some(item.id.as_str())) {
                 *line = line_for(&item, &line.id, std::mem::take(&mut line.taxes));
-                invoice_lines::update(&mut op.tx, account, line).await?;
+                invoice_lines::update(&mut op.tx, scope, line).await?;
             }
             model_lines::apply_lines(&mut op.doc, &lines)?;
             op.emit(InvoiceEvent::Updated);
@@ -392,22 +392,22 @@ impl InvoiceItemsApi {
         }
         let deleted =
             pb::DeletedInvoiceItem { deleted: true, id: req.id.clone(), object: "invoiceitem".to_owned() };
-        let (state, account) = (&self.state, ctx.account());
+        let (state, scope) = (&self.state, ctx.scope());
         for _ in 0..MOVED_RETRIES {
             let seen =
-                store::find(state.db.pool(), account, &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+                store::find(state.db.pool(), scope, &req.id).await?.ok_or_else(|| not_found(&req.id))?;
             let Some(invoice) = seen.invoice else {
                 let (mut tx, pending) = match begin_plain(state, ctx, DELETE, &req).await? {
                     Ok(begun) => begun,
                     Err(stored) => return Ok(stored),
                 };
-                let item = store::find_for_update(&mut tx, state.db.backend(), account, &req.id)
+                let item = store::find_for_update(&mut tx, state.db.backend(), scope, &req.id)
                     .await?
                     .ok_or_else(|| not_found(&req.id))?;
                 if item.invoice.is_some() {
                     continue;
                 }
-                store::delete(&mut tx, account, &item.id).await?;
+                store::delete(&mut tx, scope, &item.id).await?;
                 let origin = EventOrigin::from(ctx);
                 outbox::append(
                     &mut tx,
@@ -426,18 +426,18 @@ impl InvoiceItemsApi {
                 Begun::Replay(stored) => return Ok(stored),
                 Begun::Fresh(op) => op,
             };
-            let item = store::find_for_update(&mut op.tx, state.db.backend(), account, &req.id)
+            let item = store::find_for_update(&mut op.tx, state.db.backend(), scope, &req.id)
                 .await?
                 .ok_or_else(|| not_found(&req.id))?;
             if item.invoice.as_deref() != Some(&invoice) {
                 continue;
             }
             require_draft(op.status()?)?;
-            let mut lines = invoice_lines::all(&mut op.tx, account, &invoice).await?;
+            let mut lines = invoice_lines::all(&mut op.tx, scope, &invoice).await?;
             if let Some(at) = lines.iter().position(|l| model_lines::item_of(l) == Some(item.id.as_str())) {
-                invoice_lines::delete(&mut op.tx, account, &lines.remove(at).id).await?;
+                invoice_lines::delete(&mut op.tx, scope, &lines.remove(at).id).await?;
             }
-            store::delete(&mut op.tx, account, &item.id).await?;
+            store::delete(&mut op.tx, scope, &item.id).await?;
             op.append(state, ctx, "invoiceitem.deleted", &item.id, &item).await?;
             model_lines::apply_lines(&mut op.doc, &lines)?;
             op.emit(InvoiceEvent::Updated);
@@ -482,7 +482,7 @@ impl InvoiceItemsApi {
             IdPrefix::InvoiceItem,
         )?;
         let filter = ListFilter { customer, invoice, pending: req.pending, created: req.created };
-        let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
+        let page = store::list(&self.state.db, ctx.scope(), &filter, &page).await?;
         Ok(pb::ListInvoiceItemsResponse { data: page.data, has_more: page.has_more })
     }
 }

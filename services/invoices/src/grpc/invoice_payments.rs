@@ -28,7 +28,7 @@ impl InvoicePaymentsApi {
         if !IdPrefix::InvoicePayment.matches(id) {
             return Err(not_found());
         }
-        store::find(self.state.db.pool(), ctx.account(), id).await?.ok_or_else(not_found)
+        store::find(self.state.db.pool(), ctx.scope(), id).await?.ok_or_else(not_found)
     }
 
     async fn list(
@@ -62,7 +62,7 @@ impl InvoicePaymentsApi {
             Some(filter) => Some(payment_filter(filter)?),
         };
         let filter = ListFilter { invoice: req.invoice.clone(), status, payment, created: req.created };
-        let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
+        let page = store::list(&self.state.db, ctx.scope(), &filter, &page).await?;
         Ok(pb::ListInvoicePaymentsResponse { data: page.data, has_more: page.has_more })
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod op;
 pub(crate) mod params;
 
 use settle_platform::ApiError;
+use settle_platform::Scope;
 use settle_platform::context::RequestContext;
 use settle_platform::idempotency::{self, Claim};
 use settle_platform::ids::IdPrefix;
@@ -60,9 +61,9 @@ pub struct InvoicesApi {
 }
 
 /// Refuses a number another invoice of the account already has (settle keeps numbers unique).
-async fn check_number_free(op: &mut InvoiceOp, account: &str) -> Result<(), ApiError> {
+async fn check_number_free(op: &mut InvoiceOp, scope: &Scope) -> Result<(), ApiError> {
     if let Some(number) = op.doc.number.clone()
-        && invoice_numbers::taken(&mut op.tx, account, &number, &op.doc.id).await?
+        && invoice_numbers::taken(&mut op.tx, scope, &number, &op.doc.id).await?
     {
         return Err(ApiError::invalid_param(
             "number",
@@ -119,13 +120,13 @@ impl InvoicesApi {
             Claim::Fresh(pending) => pending,
         };
         let mut op = InvoiceOp::creating(tx, pending, doc);
-        check_number_free(&mut op, ctx.account()).await?;
+        check_number_free(&mut op, ctx.scope()).await?;
         let mut lines = Vec::new();
         if include {
             let items = invoice_items::pending_for_update(
                 &mut op.tx,
                 state.db.backend(),
-                ctx.account(),
+                ctx.scope(),
                 &op.doc.customer,
                 &op.doc.currency,
             )
@@ -151,9 +152,9 @@ impl InvoicesApi {
             }
             for mut item in items {
                 item.invoice = Some(op.doc.id.clone());
-                invoice_items::update(&mut op.tx, ctx.account(), &item).await?;
+                invoice_items::update(&mut op.tx, ctx.scope(), &item).await?;
                 let line = line_for(&item, &IdPrefix::InvoiceLine.generate(), Vec::new());
-                invoice_lines::insert(&mut op.tx, ctx.account(), &line).await?;
+                invoice_lines::insert(&mut op.tx, ctx.scope(), &line).await?;
                 lines.push(line);
             }
         }
@@ -168,7 +169,7 @@ impl InvoicesApi {
         }
         let mut conn = self.state.db.pool().acquire().await?;
         let doc =
-            invoices::find(&mut *conn, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+            invoices::find(&mut *conn, ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
         respond(&self.state, ctx, &mut conn, doc, expand).await
     }
 
@@ -180,11 +181,11 @@ impl InvoicesApi {
         let expand = Expand::parse(&req.expand, "")?;
         params::check_update(&req)?;
         let now = now_unix();
-        let account = ctx.account();
+        let scope = ctx.scope();
         self.mutate(ctx, UPDATE, &req, &req.id, expand, async |op: &mut InvoiceOp| {
             params::check_update_status(&req, op.status()?)?;
             params::apply_update(&mut op.doc, &req, now)?;
-            check_number_free(op, account).await?;
+            check_number_free(op, scope).await?;
             crate::model::recompute(&mut op.doc)?;
             op.emit(InvoiceEvent::Updated);
             Ok(())
@@ -213,8 +214,8 @@ impl InvoicesApi {
             ));
         }
         // Stripe deletes a draft's invoice items with it.
-        for item in invoice_items::on_invoice(&mut op.tx, ctx.account(), &req.id).await? {
-            invoice_items::delete(&mut op.tx, ctx.account(), &item.id).await?;
+        for item in invoice_items::on_invoice(&mut op.tx, ctx.scope(), &req.id).await? {
+            invoice_items::delete(&mut op.tx, ctx.scope(), &item.id).await?;
             op.append(state, ctx, "invoiceitem.deleted", &item.id, &item).await?;
         }
         op.commit_deleted(state, ctx).await
@@ -253,7 +254,7 @@ impl InvoicesApi {
         }
         let mut conn = state.db.pool().acquire().await?;
         let doc =
-            invoices::find(&mut *conn, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+            invoices::find(&mut *conn, ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
         respond(state, ctx, &mut conn, doc, expand).await
     }
 
@@ -323,22 +324,20 @@ impl InvoicesApi {
         if !IdPrefix::Invoice.matches(id) {
             return Err(not_found(id));
         }
-        let account = ctx.account();
+        let scope = ctx.scope();
         {
             let mut conn = self.state.db.pool().acquire().await?;
             if let Some(stored) = idempotency::replayed(&mut *conn, ctx, method, request).await? {
                 return Ok(Ahead::Replay(Box::new(stored)));
             }
-            let doc = invoices::find(&mut *conn, account, id).await?.ok_or_else(|| not_found(id))?;
+            let doc = invoices::find(&mut *conn, scope, id).await?.ok_or_else(|| not_found(id))?;
             let attached = lifecycle::Attached {
-                payments: invoice_payments::has_live_besides_open_default(&mut *conn, account, id).await?,
-                credits: invoice_credits::has_live(&mut *conn, account, id).await?,
+                payments: invoice_payments::has_live_besides_open_default(&mut *conn, scope, id).await?,
+                credits: invoice_credits::has_live(&mut *conn, scope, id).await?,
             };
             check(&doc, attached)?;
         }
-        default_payment::cancel_open_default(&self.state.applications, account, ctx.livemode(), id)
-            .await
-            .map(Ahead::Proceed)
+        default_payment::cancel_open_default(&self.state.applications, scope, id).await.map(Ahead::Proceed)
     }
 
     /// Retires the invoice payment of the default PaymentIntent `canceled` in the operation's
@@ -441,8 +440,8 @@ impl InvoicesApi {
             return Err(not_found(&req.id));
         }
         let db = &self.state.db;
-        invoices::find(db.pool(), ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
-        let page = invoice_lines::page(db, ctx.account(), &req.id, &page).await?;
+        invoices::find(db.pool(), ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+        let page = invoice_lines::page(db, ctx.scope(), &req.id, &page).await?;
         Ok(pb::ListInvoiceLinesResponse { data: page.data, has_more: page.has_more })
     }
 
@@ -511,7 +510,7 @@ impl InvoicesApi {
         )?;
         let filter =
             ListFilter { customer, status, collection_method, created: req.created, due_date: req.due_date };
-        let page = invoice_lists::list(&self.state.db, ctx.account(), &filter, &page).await?;
+        let page = invoice_lists::list(&self.state.db, ctx.scope(), &filter, &page).await?;
         Ok(pb::ListInvoicesResponse {
             data: self.respond_all(ctx, page.data, expand).await?,
             has_more: page.has_more,
@@ -537,8 +536,7 @@ impl InvoicesApi {
             }
             None => None,
         };
-        let (page, total) =
-            invoice_lists::search(&self.state.db, ctx.account(), &query, after, limit).await?;
+        let (page, total) = invoice_lists::search(&self.state.db, ctx.scope(), &query, after, limit).await?;
         let next_page = if page.has_more { page.data.last().map(|last| last.id.clone()) } else { None };
         Ok(pb::SearchInvoicesResponse {
             data: self.respond_all(ctx, page.data, expand).await?,

@@ -1,4 +1,4 @@
-//! Customer balance ledgers (`customer_balances`, one row per account, customer and currency) and
+//! Customer balance ledgers (`customer_balances`, one row per account, mode, customer and currency) and
 //! their transactions (`customer_balance_transactions`). Every posting locks the ledger's row, so the
 //! postings of one ledger are applied one at a time and each transaction's `ending_balance` follows
 //! from the one before: [`post`] is the only way a balance changes, for any caller (finalization,
@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 use settle_money::Amount;
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Db, Tx};
 use settle_platform::ids::IdPrefix;
 use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
@@ -22,8 +23,7 @@ use crate::model::balance::type_to_pb;
 /// One change to a customer's balance.
 #[derive(Debug, Clone)]
 pub struct Posting<'a> {
-    pub account: &'a str,
-    pub livemode: bool,
+    pub scope: &'a Scope,
     pub customer: &'a str,
     pub currency: &'a str,
     /// Negative credits the customer, positive is owed by the customer.
@@ -51,27 +51,34 @@ fn decode(rows: Vec<Row>) -> Result<Vec<pb::CustomerBalanceTransaction>, StoreEr
 async fn lock_ledger(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     customer: &str,
     currency: &str,
 ) -> Result<(i64, i64), StoreError> {
     sqlx::query(
-        "INSERT INTO customer_balances (account_id, customer, currency, balance, transactions, updated) \
-         VALUES ($1, $2, $3, 0, 0, $4) ON CONFLICT (account_id, customer, currency) DO NOTHING",
+        "INSERT INTO customer_balances (account_id, livemode, customer, currency, balance, transactions, updated) \
+         VALUES ($1, $5, $2, $3, 0, 0, $4) ON CONFLICT (account_id, livemode, customer, currency) DO NOTHING",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(customer)
     .bind(currency)
     .bind(now_unix())
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     let sql = backend.pick(
         "SELECT balance, transactions FROM customer_balances \
-         WHERE account_id = $1 AND customer = $2 AND currency = $3 FOR UPDATE",
+         WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND currency = $3 FOR UPDATE",
         "SELECT balance, transactions FROM customer_balances \
-         WHERE account_id = $1 AND customer = $2 AND currency = $3",
+         WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND currency = $3",
     );
-    Ok(sqlx::query_as(sql).bind(account).bind(customer).bind(currency).fetch_one(&mut **tx).await?)
+    Ok(sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(customer)
+        .bind(currency)
+        .bind(scope.livemode())
+        .fetch_one(&mut **tx)
+        .await?)
 }
 
 /// The ledger's balance, locked until the transaction ends: what a caller reads here stays true
@@ -79,11 +86,11 @@ async fn lock_ledger(
 pub async fn lock(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     customer: &str,
     currency: &str,
 ) -> Result<i64, StoreError> {
-    Ok(lock_ledger(tx, backend, account, customer, currency).await?.0)
+    Ok(lock_ledger(tx, backend, scope, customer, currency).await?.0)
 }
 
 /// Posts one transaction inside the caller's transaction: locks the ledger, moves its balance by
@@ -94,7 +101,7 @@ pub async fn post(
     posting: &Posting<'_>,
 ) -> Result<pb::CustomerBalanceTransaction, StoreError> {
     let (balance, count) =
-        lock_ledger(tx, backend, posting.account, posting.customer, posting.currency).await?;
+        lock_ledger(tx, backend, posting.scope, posting.customer, posting.currency).await?;
     let ending = balance::post(Amount::new(balance), Amount::new(posting.amount))?.get();
     let sequence = count + 1;
     let now = now_unix();
@@ -111,30 +118,32 @@ pub async fn post(
         ending_balance: ending,
         id: IdPrefix::BalanceTransaction.generate(),
         invoice: posting.invoice.map(str::to_owned),
-        livemode: posting.livemode,
+        livemode: posting.scope.livemode(),
         metadata: posting.metadata.clone(),
         object: "customer_balance_transaction".to_owned(),
         r#type: type_to_pb(posting.kind) as i32,
     };
     sqlx::query(
         "UPDATE customer_balances SET balance = $4, transactions = $5, updated = $6 \
-         WHERE account_id = $1 AND customer = $2 AND currency = $3",
+         WHERE account_id = $1 AND livemode = $7 AND customer = $2 AND currency = $3",
     )
-    .bind(posting.account)
+    .bind(posting.scope.account())
     .bind(posting.customer)
     .bind(posting.currency)
     .bind(ending)
     .bind(sequence)
     .bind(now)
+    .bind(posting.scope.livemode())
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "INSERT INTO customer_balance_transactions (id, account_id, customer, currency, sequence, type, \
-           invoice, credit_note, amount, ending_balance, created, document) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO customer_balance_transactions (id, account_id, livemode, customer, currency, sequence, \
+           type, invoice, credit_note, amount, ending_balance, created, document) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(doc.id.as_str())
-    .bind(posting.account)
+    .bind(posting.scope.account())
+    .bind(posting.scope.livemode())
     .bind(posting.customer)
     .bind(posting.currency)
     .bind(sequence)
@@ -154,7 +163,7 @@ pub async fn post(
 /// transaction that must rely on it, use [`lock`].
 pub async fn current<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     customer: &str,
     currency: &str,
 ) -> Result<i64, StoreError>
@@ -162,31 +171,31 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let balance: Option<i64> = sqlx::query_scalar(
-        "SELECT balance FROM customer_balances WHERE account_id = $1 AND customer = $2 AND currency = $3",
+        "SELECT balance FROM customer_balances WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND currency = $3",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(customer)
     .bind(currency)
-    .fetch_optional(executor)
+    .bind(scope.livemode()).fetch_optional(executor)
     .await?;
     Ok(balance.unwrap_or(0))
 }
 
 /// Every ledger of the customer: (currency, balance), by currency.
-pub async fn ledgers(db: &Db, account: &str, customer: &str) -> Result<Vec<(String, i64)>, StoreError> {
+pub async fn ledgers(db: &Db, scope: &Scope, customer: &str) -> Result<Vec<(String, i64)>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT currency, balance FROM customer_balances WHERE account_id = $1 AND customer = $2 ORDER BY currency",
+        "SELECT currency, balance FROM customer_balances WHERE account_id = $1 AND livemode = $3 AND customer = $2 ORDER BY currency",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(customer)
-    .fetch_all(db.pool())
+    .bind(scope.livemode()).fetch_all(db.pool())
     .await?)
 }
 
 /// One transaction of the customer.
 pub async fn find<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     customer: &str,
     id: &str,
 ) -> Result<Option<pb::CustomerBalanceTransaction>, StoreError>
@@ -194,12 +203,12 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT document FROM customer_balance_transactions WHERE account_id = $1 AND customer = $2 AND id = $3",
+        "SELECT document FROM customer_balance_transactions WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND id = $3",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(customer)
     .bind(id)
-    .fetch_all(executor)
+    .bind(scope.livemode()).fetch_all(executor)
     .await?;
     Ok(decode(rows)?.pop())
 }
@@ -208,31 +217,36 @@ where
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     customer: &str,
     id: &str,
 ) -> Result<Option<pb::CustomerBalanceTransaction>, StoreError> {
     let sql = backend.pick(
         "SELECT document FROM customer_balance_transactions \
-         WHERE account_id = $1 AND customer = $2 AND id = $3 FOR UPDATE",
-        "SELECT document FROM customer_balance_transactions WHERE account_id = $1 AND customer = $2 AND id = $3",
+         WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND id = $3 FOR UPDATE",
+        "SELECT document FROM customer_balance_transactions WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND id = $3",
     );
-    let rows: Vec<Row> =
-        sqlx::query_as(sql).bind(account).bind(customer).bind(id).fetch_all(&mut **tx).await?;
+    let rows: Vec<Row> = sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(customer)
+        .bind(id)
+        .bind(scope.livemode())
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(decode(rows)?.pop())
 }
 
 /// Writes back a transaction's description and metadata (the only mutable fields).
 pub async fn update_document(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     doc: &pb::CustomerBalanceTransaction,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE customer_balance_transactions SET document = $3 WHERE account_id = $1 AND id = $2")
-        .bind(account)
+    sqlx::query("UPDATE customer_balance_transactions SET document = $3 WHERE account_id = $1 AND livemode = $4 AND id = $2")
+        .bind(scope.account())
         .bind(doc.id.as_str())
         .bind(doc.encode_to_vec())
-        .execute(&mut **tx)
+        .bind(scope.livemode()).execute(&mut **tx)
         .await?;
     Ok(())
 }
@@ -247,13 +261,13 @@ pub struct ListFilter {
 /// A page of the customer's transactions (every currency), newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     customer: &str,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<pb::CustomerBalanceTransaction>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM customer_balance_transactions WHERE account_id = ");
-    query.bind(account.to_owned()).filter(" AND customer = ", customer.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM customer_balance_transactions WHERE ", scope);
+    query.filter(" AND customer = ", customer.to_owned());
     if let Some(invoice) = &filter.invoice {
         query.filter(" AND invoice = ", invoice.clone());
     }

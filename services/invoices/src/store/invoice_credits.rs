@@ -5,6 +5,7 @@
 //! then the customer's balance ledger.
 
 use prost::Message;
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Tx};
 use settle_proto::settle::invoices::v1 as pb;
 
@@ -47,7 +48,7 @@ fn status_name(credit: &pb::InvoiceCredit) -> &'static str {
 macro_rules! select {
     ($where:literal, $suffix:literal) => {
         concat!(
-            "SELECT document, refund_amount, out_of_band_amount FROM invoice_credits WHERE account_id = $1 AND ",
+            "SELECT document, refund_amount, out_of_band_amount FROM invoice_credits WHERE account_id = $1 AND livemode = $3 AND ",
             $where,
             " = $2",
             $suffix
@@ -58,17 +59,17 @@ macro_rules! select {
 /// Records a new credit unless its saga already has one or its credit note already has one.
 /// Returns whether it was inserted; `false` means one of the two exists (on PostgreSQL a concurrent
 /// insert of either is waited for, so the caller's next statement sees the row it made).
-pub async fn insert_if_absent(tx: &mut Tx, account: &str, stored: &StoredCredit) -> Result<bool, StoreError> {
+pub async fn insert_if_absent(tx: &mut Tx, scope: &Scope, stored: &StoredCredit) -> Result<bool, StoreError> {
     let c = &stored.credit;
     let done = sqlx::query(
         "INSERT INTO invoice_credits (account_id, saga_id, invoice, credit_note, status, amount, \
            pre_payment_amount, post_payment_amount, credit_amount, refund_amount, out_of_band_amount, \
            customer, currency, credit_note_index, customer_balance_transaction, reversal_saga_id, \
-           reversal_customer_balance_transaction, created, updated, document) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+           reversal_customer_balance_transaction, created, updated, document, livemode) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(c.saga_id.as_str())
     .bind(c.invoice.as_str())
     .bind(c.credit_note.as_str())
@@ -88,20 +89,20 @@ pub async fn insert_if_absent(tx: &mut Tx, account: &str, stored: &StoredCredit)
     .bind(c.created)
     .bind(c.updated)
     .bind(c.encode_to_vec())
-    .execute(&mut **tx)
+    .bind(scope.livemode()).execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Writes back a credit's new status and what came with it (read in the same transaction, under
 /// its invoice's lock). The amounts never change after the reservation.
-pub async fn update(tx: &mut Tx, account: &str, credit: &pb::InvoiceCredit) -> Result<(), StoreError> {
+pub async fn update(tx: &mut Tx, scope: &Scope, credit: &pb::InvoiceCredit) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE invoice_credits SET status = $3, customer_balance_transaction = $4, reversal_saga_id = $5, \
            reversal_customer_balance_transaction = $6, updated = $7, document = $8 \
-         WHERE account_id = $1 AND saga_id = $2",
+         WHERE account_id = $1 AND livemode = $9 AND saga_id = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(credit.saga_id.as_str())
     .bind(status_name(credit))
     .bind(credit.customer_balance_transaction.as_deref())
@@ -109,6 +110,7 @@ pub async fn update(tx: &mut Tx, account: &str, credit: &pb::InvoiceCredit) -> R
     .bind(credit.reversal_customer_balance_transaction.as_deref())
     .bind(credit.updated)
     .bind(credit.encode_to_vec())
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -117,13 +119,20 @@ pub async fn update(tx: &mut Tx, account: &str, credit: &pb::InvoiceCredit) -> R
 /// The credit an issue saga reserved.
 pub async fn find<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
 ) -> Result<Option<StoredCredit>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    decode(sqlx::query_as(select!("saga_id", "")).bind(account).bind(saga_id).fetch_optional(executor).await?)
+    decode(
+        sqlx::query_as(select!("saga_id", ""))
+            .bind(scope.account())
+            .bind(saga_id)
+            .bind(scope.livemode())
+            .fetch_optional(executor)
+            .await?,
+    )
 }
 
 /// The credit an issue saga reserved, locked until the transaction ends (the caller holds its
@@ -131,23 +140,33 @@ where
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
 ) -> Result<Option<StoredCredit>, StoreError> {
     let sql = backend.pick(select!("saga_id", " FOR UPDATE"), select!("saga_id", ""));
-    decode(sqlx::query_as(sql).bind(account).bind(saga_id).fetch_optional(&mut **tx).await?)
+    decode(
+        sqlx::query_as(sql)
+            .bind(scope.account())
+            .bind(saga_id)
+            .bind(scope.livemode())
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
 }
 
 /// The credit of a credit note.
 pub async fn find_by_credit_note<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     credit_note: &str,
 ) -> Result<Option<StoredCredit>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let query = sqlx::query_as(select!("credit_note", "")).bind(account).bind(credit_note);
+    let query = sqlx::query_as(select!("credit_note", ""))
+        .bind(scope.account())
+        .bind(credit_note)
+        .bind(scope.livemode());
     decode(query.fetch_optional(executor).await?)
 }
 
@@ -156,23 +175,33 @@ where
 pub async fn find_by_credit_note_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     credit_note: &str,
 ) -> Result<Option<StoredCredit>, StoreError> {
     let sql = backend.pick(select!("credit_note", " FOR UPDATE"), select!("credit_note", ""));
-    decode(sqlx::query_as(sql).bind(account).bind(credit_note).fetch_optional(&mut **tx).await?)
+    decode(
+        sqlx::query_as(sql)
+            .bind(scope.account())
+            .bind(credit_note)
+            .bind(scope.livemode())
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
 }
 
 /// The credit a void saga reversed.
 pub async fn find_by_reversal<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     reversal_saga_id: &str,
 ) -> Result<Option<StoredCredit>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let query = sqlx::query_as(select!("reversal_saga_id", "")).bind(account).bind(reversal_saga_id);
+    let query = sqlx::query_as(select!("reversal_saga_id", ""))
+        .bind(scope.account())
+        .bind(reversal_saga_id)
+        .bind(scope.livemode());
     decode(query.fetch_optional(executor).await?)
 }
 
@@ -188,7 +217,7 @@ pub struct CreditSummary {
 }
 
 /// The invoice's credits, summed. Read it under the invoice's row lock.
-pub async fn summary<'e, E>(executor: E, account: &str, invoice: &str) -> Result<CreditSummary, StoreError>
+pub async fn summary<'e, E>(executor: E, scope: &Scope, invoice: &str) -> Result<CreditSummary, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -200,42 +229,44 @@ where
              AS reserved_pre_payment, \
            CAST(COALESCE(MAX(CASE WHEN status <> 'released' THEN credit_note_index END), 0) AS BIGINT) \
              AS highest_index \
-         FROM invoice_credits WHERE account_id = $1 AND invoice = $2",
+         FROM invoice_credits WHERE account_id = $1 AND livemode = $3 AND invoice = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
-    .fetch_one(executor)
+    .bind(scope.livemode()).fetch_one(executor)
     .await?)
 }
 
 /// Σ `pre_payment_amount` of the invoice's reserved (not yet applied) credits: the part of
 /// `amount_remaining` that credit notes being issued will take. Read it under the invoice's row lock.
-pub async fn reserved_pre_payment<'e, E>(executor: E, account: &str, invoice: &str) -> Result<i64, StoreError>
+pub async fn reserved_pre_payment<'e, E>(executor: E, scope: &Scope, invoice: &str) -> Result<i64, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     Ok(sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(pre_payment_amount), 0) AS BIGINT) FROM invoice_credits \
-         WHERE account_id = $1 AND invoice = $2 AND status = 'reserved'",
+         WHERE account_id = $1 AND livemode = $3 AND invoice = $2 AND status = 'reserved'",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
+    .bind(scope.livemode())
     .fetch_one(executor)
     .await?)
 }
 
 /// Whether the invoice has credits that are reserved or applied (credit notes being issued or
 /// issued and not voided).
-pub async fn has_live<'e, E>(executor: E, account: &str, invoice: &str) -> Result<bool, StoreError>
+pub async fn has_live<'e, E>(executor: E, scope: &Scope, invoice: &str) -> Result<bool, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let count: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM invoice_credits \
-         WHERE account_id = $1 AND invoice = $2 AND status IN ('reserved', 'applied')",
+         WHERE account_id = $1 AND livemode = $3 AND invoice = $2 AND status IN ('reserved', 'applied')",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
+    .bind(scope.livemode())
     .fetch_one(executor)
     .await?;
     Ok(count > 0)

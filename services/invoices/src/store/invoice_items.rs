@@ -1,6 +1,7 @@
 //! The `invoice_items` table: pending items (`invoice` NULL) and items on an invoice.
 
 use prost::Message;
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Db, Tx};
 use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
 use settle_platform::sql::SqlBuilder;
@@ -20,14 +21,14 @@ fn decode(rows: Vec<Row>) -> Result<Vec<pb::InvoiceItem>, StoreError> {
 }
 
 /// Inserts a new item.
-pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::InvoiceItem) -> Result<(), StoreError> {
+pub async fn insert(tx: &mut Tx, scope: &Scope, doc: &pb::InvoiceItem) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO invoice_items (id, account_id, livemode, customer, currency, invoice, amount, created, document) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(doc.id.as_str())
-    .bind(account)
-    .bind(doc.livemode)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(doc.customer.as_str())
     .bind(doc.currency.as_str())
     .bind(doc.invoice.as_deref())
@@ -40,41 +41,44 @@ pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::InvoiceItem) -> Result
 }
 
 /// Writes back a changed item (its invoice, amount and document).
-pub async fn update(tx: &mut Tx, account: &str, doc: &pb::InvoiceItem) -> Result<(), StoreError> {
+pub async fn update(tx: &mut Tx, scope: &Scope, doc: &pb::InvoiceItem) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE invoice_items SET invoice = $3, amount = $4, document = $5 WHERE account_id = $1 AND id = $2",
+        "UPDATE invoice_items SET invoice = $3, amount = $4, document = $5 WHERE account_id = $1 AND livemode = $6 AND id = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(doc.id.as_str())
     .bind(doc.invoice.as_deref())
     .bind(doc.amount)
     .bind(doc.encode_to_vec())
-    .execute(&mut **tx)
+    .bind(scope.livemode()).execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Deletes an item.
-pub async fn delete(tx: &mut Tx, account: &str, id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM invoice_items WHERE account_id = $1 AND id = $2")
-        .bind(account)
+pub async fn delete(tx: &mut Tx, scope: &Scope, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM invoice_items WHERE account_id = $1 AND livemode = $3 AND id = $2")
+        .bind(scope.account())
         .bind(id)
+        .bind(scope.livemode())
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
 /// Reads one item of the account.
-pub async fn find<'e, E>(executor: E, account: &str, id: &str) -> Result<Option<pb::InvoiceItem>, StoreError>
+pub async fn find<'e, E>(executor: E, scope: &Scope, id: &str) -> Result<Option<pb::InvoiceItem>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let rows: Vec<Row> =
-        sqlx::query_as("SELECT document FROM invoice_items WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(id)
-            .fetch_all(executor)
-            .await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND livemode = $3 AND id = $2",
+    )
+    .bind(scope.account())
+    .bind(id)
+    .bind(scope.livemode())
+    .fetch_all(executor)
+    .await?;
     Ok(decode(rows)?.pop())
 }
 
@@ -83,14 +87,19 @@ where
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     id: &str,
 ) -> Result<Option<pb::InvoiceItem>, StoreError> {
     let sql = backend.pick(
-        "SELECT document FROM invoice_items WHERE account_id = $1 AND id = $2 FOR UPDATE",
-        "SELECT document FROM invoice_items WHERE account_id = $1 AND id = $2",
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND livemode = $3 AND id = $2 FOR UPDATE",
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND livemode = $3 AND id = $2",
     );
-    let rows: Vec<Row> = sqlx::query_as(sql).bind(account).bind(id).fetch_all(&mut **tx).await?;
+    let rows: Vec<Row> = sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(id)
+        .bind(scope.livemode())
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(decode(rows)?.pop())
 }
 
@@ -99,33 +108,38 @@ pub async fn find_for_update(
 pub async fn pending_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     customer: &str,
     currency: &str,
 ) -> Result<Vec<pb::InvoiceItem>, StoreError> {
     let sql = backend.pick(
-        "SELECT document FROM invoice_items WHERE account_id = $1 AND customer = $2 AND currency = $3 \
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND currency = $3 \
            AND invoice IS NULL ORDER BY id FOR UPDATE",
-        "SELECT document FROM invoice_items WHERE account_id = $1 AND customer = $2 AND currency = $3 \
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND currency = $3 \
            AND invoice IS NULL ORDER BY id",
     );
-    let rows: Vec<Row> =
-        sqlx::query_as(sql).bind(account).bind(customer).bind(currency).fetch_all(&mut **tx).await?;
+    let rows: Vec<Row> = sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(customer)
+        .bind(currency)
+        .bind(scope.livemode())
+        .fetch_all(&mut **tx)
+        .await?;
     decode(rows)
 }
 
 /// The items on an invoice, oldest first.
 pub async fn on_invoice(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<Vec<pb::InvoiceItem>, StoreError> {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT document FROM invoice_items WHERE account_id = $1 AND invoice = $2 ORDER BY id",
+        "SELECT document FROM invoice_items WHERE account_id = $1 AND livemode = $3 AND invoice = $2 ORDER BY id",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
-    .fetch_all(&mut **tx)
+    .bind(scope.livemode()).fetch_all(&mut **tx)
     .await?;
     decode(rows)
 }
@@ -143,12 +157,11 @@ pub struct ListFilter {
 /// A page of the account's items, newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<pb::InvoiceItem>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM invoice_items WHERE account_id = ");
-    query.bind(account.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM invoice_items WHERE ", scope);
     if let Some(customer) = &filter.customer {
         query.filter(" AND customer = ", customer.clone());
     }
@@ -175,7 +188,7 @@ const INSERT_MANY_CHUNK: usize = 1_000;
 
 /// Inserts new items, many rows per statement, with exactly the columns [`insert`] writes: for bulk
 /// loads (the load tool's seeding).
-pub async fn insert_many(tx: &mut Tx, account: &str, docs: &[pb::InvoiceItem]) -> Result<(), StoreError> {
+pub async fn insert_many(tx: &mut Tx, scope: &Scope, docs: &[pb::InvoiceItem]) -> Result<(), StoreError> {
     for chunk in docs.chunks(INSERT_MANY_CHUNK) {
         let mut query = SqlBuilder::new(
             "INSERT INTO invoice_items (id, account_id, livemode, customer, currency, invoice, amount, created, document) \
@@ -183,7 +196,12 @@ pub async fn insert_many(tx: &mut Tx, account: &str, docs: &[pb::InvoiceItem]) -
         );
         for (i, doc) in chunk.iter().enumerate() {
             query.push(if i == 0 { "(" } else { ", (" });
-            query.bind(doc.id.clone()).push(", ").bind(account.to_owned()).push(", ").bind(doc.livemode);
+            query
+                .bind(doc.id.clone())
+                .push(", ")
+                .bind(scope.account().to_owned())
+                .push(", ")
+                .bind(scope.livemode());
             query.push(", ").bind(doc.customer.clone()).push(", ").bind(doc.currency.clone());
             query.push(", ").bind(doc.invoice.clone()).push(", ").bind(doc.amount).push(", ").bind(doc.date);
             query.push(", ").bind(doc.encode_to_vec()).push(")");

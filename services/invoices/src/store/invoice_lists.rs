@@ -1,5 +1,6 @@
 //! Lists and searches over the `invoices` table (its reads and writes are in [`super::invoices`]).
 
+use settle_platform::Scope;
 use settle_platform::db::Db;
 use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
 use settle_platform::search::{Field, FieldKind, Query};
@@ -42,12 +43,11 @@ pub struct ListFilter {
 /// A page of the account's invoices, newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<pb::Invoice>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM invoices WHERE account_id = ");
-    query.bind(account.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM invoices WHERE ", scope);
     if let Some(customer) = &filter.customer {
         query.filter(" AND customer = ", customer.clone());
     }
@@ -68,13 +68,12 @@ pub async fn list(
 /// all.
 pub async fn search(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     query: &Query,
     after: Option<&str>,
     limit: u32,
 ) -> Result<(Page<pb::Invoice>, i64), StoreError> {
-    let mut rows_sql = SqlBuilder::new("SELECT document FROM invoices WHERE account_id = ");
-    rows_sql.bind(account.to_owned());
+    let mut rows_sql = SqlBuilder::scoped("SELECT document FROM invoices WHERE ", scope);
     query.push_sql(&mut rows_sql, db.backend());
     if let Some(after) = after {
         rows_sql.filter(" AND id < ", after.to_owned());
@@ -83,8 +82,7 @@ pub async fn search(
     let rows = rows_sql.fetch_all::<Row, _>(db.pool()).await?;
     let mut data = decode_all(rows.into_iter().map(|r| r.document).collect())?;
 
-    let mut count_sql = SqlBuilder::new("SELECT COUNT(*) FROM invoices WHERE account_id = ");
-    count_sql.bind(account.to_owned());
+    let mut count_sql = SqlBuilder::scoped("SELECT COUNT(*) FROM invoices WHERE ", scope);
     query.push_sql(&mut count_sql, db.backend());
     let total: i64 = count_sql.fetch_scalar(db.pool()).await?;
 

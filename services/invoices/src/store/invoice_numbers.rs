@@ -1,5 +1,6 @@
 //! The `invoice_number_sequences` table: each customer's invoice prefix and last sequence number.
 
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Tx};
 
 use super::StoreError;
@@ -15,26 +16,32 @@ const PREFIX_ATTEMPTS: u32 = 16;
 pub async fn next(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     customer: &str,
 ) -> Result<String, StoreError> {
     let lock = backend.pick(
-        "SELECT prefix, last_sequence FROM invoice_number_sequences WHERE account_id = $1 AND customer = $2 FOR UPDATE",
-        "SELECT prefix, last_sequence FROM invoice_number_sequences WHERE account_id = $1 AND customer = $2",
+        "SELECT prefix, last_sequence FROM invoice_number_sequences WHERE account_id = $1 AND livemode = $3 AND customer = $2 FOR UPDATE",
+        "SELECT prefix, last_sequence FROM invoice_number_sequences WHERE account_id = $1 AND livemode = $3 AND customer = $2",
     );
     let mut row: Option<(String, i64)> = None;
     for attempt in 0..PREFIX_ATTEMPTS {
         // Does nothing when the customer has a row already, or when another customer holds the prefix.
         sqlx::query(
-            "INSERT INTO invoice_number_sequences (account_id, customer, prefix, last_sequence) \
-             VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+            "INSERT INTO invoice_number_sequences (account_id, livemode, customer, prefix, last_sequence) \
+             VALUES ($1, $4, $2, $3, 0) ON CONFLICT DO NOTHING",
         )
-        .bind(account)
+        .bind(scope.account())
         .bind(customer)
-        .bind(customer_prefix(account, customer, attempt))
+        .bind(customer_prefix(scope.account(), customer, attempt))
+        .bind(scope.livemode())
         .execute(&mut **tx)
         .await?;
-        row = sqlx::query_as(lock).bind(account).bind(customer).fetch_optional(&mut **tx).await?;
+        row = sqlx::query_as(lock)
+            .bind(scope.account())
+            .bind(customer)
+            .bind(scope.livemode())
+            .fetch_optional(&mut **tx)
+            .await?;
         if row.is_some() {
             break;
         }
@@ -47,35 +54,38 @@ pub async fn next(
     let number = loop {
         sequence += 1;
         let number = invoice_number(&prefix, sequence);
-        let taken: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM invoices WHERE account_id = $1 AND number = $2")
-                .bind(account)
-                .bind(number.as_str())
-                .fetch_one(&mut **tx)
-                .await?;
+        let taken: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM invoices WHERE account_id = $1 AND livemode = $3 AND number = $2",
+        )
+        .bind(scope.account())
+        .bind(number.as_str())
+        .bind(scope.livemode())
+        .fetch_one(&mut **tx)
+        .await?;
         if taken == 0 {
             break number;
         }
     };
     sqlx::query(
-        "UPDATE invoice_number_sequences SET last_sequence = $3 WHERE account_id = $1 AND customer = $2",
+        "UPDATE invoice_number_sequences SET last_sequence = $3 WHERE account_id = $1 AND livemode = $4 AND customer = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(customer)
     .bind(sequence)
-    .execute(&mut **tx)
+    .bind(scope.livemode()).execute(&mut **tx)
     .await?;
     Ok(number)
 }
 
 /// Whether another invoice of the account already has `number`.
-pub async fn taken(tx: &mut Tx, account: &str, number: &str, except: &str) -> Result<bool, StoreError> {
+pub async fn taken(tx: &mut Tx, scope: &Scope, number: &str, except: &str) -> Result<bool, StoreError> {
     let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM invoices WHERE account_id = $1 AND number = $2 AND id <> $3",
+        "SELECT COUNT(*) FROM invoices WHERE account_id = $1 AND livemode = $4 AND number = $2 AND id <> $3",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(number)
     .bind(except)
+    .bind(scope.livemode())
     .fetch_one(&mut **tx)
     .await?;
     Ok(count > 0)

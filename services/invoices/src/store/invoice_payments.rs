@@ -2,6 +2,7 @@
 //! unique index `invoice_payments_live`, here as in payments.
 
 use prost::Message;
+use settle_platform::Scope;
 use settle_platform::db::{Db, Tx};
 use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
 use settle_platform::sql::SqlBuilder;
@@ -42,7 +43,7 @@ pub fn payment_of(doc: &pb::InvoicePayment) -> (&'static str, &str) {
 /// Inserts an invoice payment made by attach saga `saga_id`.
 pub async fn insert(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
     doc: &pb::InvoicePayment,
 ) -> Result<(), sqlx::Error> {
@@ -53,8 +54,8 @@ pub async fn insert(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(doc.id.as_str())
-    .bind(account)
-    .bind(doc.livemode)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(doc.invoice.as_str())
     .bind(payment_type)
     .bind(payment)
@@ -72,16 +73,16 @@ pub async fn insert(
 }
 
 /// Writes back a changed invoice payment (status, amount paid).
-pub async fn update(tx: &mut Tx, account: &str, doc: &pb::InvoicePayment) -> Result<(), StoreError> {
+pub async fn update(tx: &mut Tx, scope: &Scope, doc: &pb::InvoicePayment) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE invoice_payments SET status = $3, amount_paid = $4, document = $5 WHERE account_id = $1 AND id = $2",
+        "UPDATE invoice_payments SET status = $3, amount_paid = $4, document = $5 WHERE account_id = $1 AND livemode = $6 AND id = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(doc.id.as_str())
     .bind(status_name(doc))
     .bind(doc.amount_paid)
     .bind(doc.encode_to_vec())
-    .execute(&mut **tx)
+    .bind(scope.livemode()).execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -89,36 +90,38 @@ pub async fn update(tx: &mut Tx, account: &str, doc: &pb::InvoicePayment) -> Res
 /// One invoice payment of the account.
 pub async fn find<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     id: &str,
 ) -> Result<Option<pb::InvoicePayment>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let rows: Vec<Row> =
-        sqlx::query_as("SELECT document FROM invoice_payments WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(id)
-            .fetch_all(executor)
-            .await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT document FROM invoice_payments WHERE account_id = $1 AND livemode = $3 AND id = $2",
+    )
+    .bind(scope.account())
+    .bind(id)
+    .bind(scope.livemode())
+    .fetch_all(executor)
+    .await?;
     Ok(decode(rows)?.pop())
 }
 
 /// The invoice payment (open or paid) that counts `payment`, if any, with its attach saga id.
 pub async fn find_live_by_payment<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     payment: &str,
 ) -> Result<Option<(pb::InvoicePayment, String)>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row: Option<(Vec<u8>, String)> = sqlx::query_as(
-        "SELECT document, saga_id FROM invoice_payments WHERE account_id = $1 AND payment = $2 AND status <> 'canceled'",
+        "SELECT document, saga_id FROM invoice_payments WHERE account_id = $1 AND livemode = $3 AND payment = $2 AND status <> 'canceled'",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(payment)
-    .fetch_optional(executor)
+    .bind(scope.livemode()).fetch_optional(executor)
     .await?;
     match row {
         None => Ok(None),
@@ -129,25 +132,30 @@ where
 /// The invoice payment attach saga `saga_id` created, if it got that far.
 pub async fn find_by_saga(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
 ) -> Result<Option<pb::InvoicePayment>, StoreError> {
-    let rows: Vec<Row> =
-        sqlx::query_as("SELECT document FROM invoice_payments WHERE account_id = $1 AND saga_id = $2")
-            .bind(account)
-            .bind(saga_id)
-            .fetch_all(&mut **tx)
-            .await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT document FROM invoice_payments WHERE account_id = $1 AND livemode = $3 AND saga_id = $2",
+    )
+    .bind(scope.account())
+    .bind(saga_id)
+    .bind(scope.livemode())
+    .fetch_all(&mut **tx)
+    .await?;
     Ok(decode(rows)?.pop())
 }
 
 /// The attach saga of an invoice payment.
-pub async fn saga_of(tx: &mut Tx, account: &str, id: &str) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT saga_id FROM invoice_payments WHERE account_id = $1 AND id = $2")
-        .bind(account)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?)
+pub async fn saga_of(tx: &mut Tx, scope: &Scope, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT saga_id FROM invoice_payments WHERE account_id = $1 AND livemode = $3 AND id = $2",
+    )
+    .bind(scope.account())
+    .bind(id)
+    .bind(scope.livemode())
+    .fetch_optional(&mut **tx)
+    .await?)
 }
 
 /// Filters of `ListInvoicePayments`.
@@ -162,12 +170,11 @@ pub struct ListFilter {
 /// A page of the account's invoice payments, newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<pb::InvoicePayment>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM invoice_payments WHERE account_id = ");
-    query.bind(account.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM invoice_payments WHERE ", scope);
     if let Some(invoice) = &filter.invoice {
         query.filter(" AND invoice = ", invoice.clone());
     }
@@ -187,7 +194,7 @@ pub async fn list(
 /// invoice's expandable `payments` list.
 pub async fn for_invoice<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
     limit: i64,
 ) -> Result<(Vec<pb::InvoicePayment>, bool), StoreError>
@@ -195,12 +202,12 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT document FROM invoice_payments WHERE account_id = $1 AND invoice = $2 ORDER BY id DESC LIMIT $3",
+        "SELECT document FROM invoice_payments WHERE account_id = $1 AND livemode = $4 AND invoice = $2 ORDER BY id DESC LIMIT $3",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
     .bind(limit + 1)
-    .fetch_all(executor)
+    .bind(scope.livemode()).fetch_all(executor)
     .await?;
     let mut data = decode(rows)?;
     let has_more = data.len() as i64 > limit;
@@ -209,13 +216,13 @@ where
 }
 
 /// Whether the invoice has any invoice payment that still counts or may count (open or paid).
-pub async fn has_live(tx: &mut Tx, account: &str, invoice: &str) -> Result<bool, StoreError> {
+pub async fn has_live(tx: &mut Tx, scope: &Scope, invoice: &str) -> Result<bool, StoreError> {
     let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND invoice = $2 AND status <> 'canceled'",
+        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND livemode = $3 AND invoice = $2 AND status <> 'canceled'",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
-    .fetch_one(&mut **tx)
+    .bind(scope.livemode()).fetch_one(&mut **tx)
     .await?;
     Ok(count > 0)
 }
@@ -224,19 +231,20 @@ pub async fn has_live(tx: &mut Tx, account: &str, invoice: &str) -> Result<bool,
 /// one (which voiding or paying out of band retires rather than refuses).
 pub async fn has_live_besides_open_default<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<bool, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND invoice = $2 \
+        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND livemode = $4 AND invoice = $2 \
          AND status <> 'canceled' AND NOT (status = 'open' AND is_default = $3)",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
     .bind(true)
+    .bind(scope.livemode())
     .fetch_one(executor)
     .await?;
     Ok(count > 0)
@@ -246,7 +254,7 @@ where
 /// The invoice's open default invoice payment (the one PayInvoice created), if any.
 pub async fn open_default<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<Option<pb::InvoicePayment>, StoreError>
 where
@@ -254,24 +262,24 @@ where
 {
     let row: Option<Row> = sqlx::query_as(
         "SELECT document FROM invoice_payments \
-         WHERE account_id = $1 AND invoice = $2 AND status = 'open' AND is_default = $3 LIMIT 1",
+         WHERE account_id = $1 AND livemode = $4 AND invoice = $2 AND status = 'open' AND is_default = $3 LIMIT 1",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
     .bind(true)
-    .fetch_optional(executor)
+    .bind(scope.livemode()).fetch_optional(executor)
     .await?;
     row.map(|r| pb::InvoicePayment::decode(r.document.as_slice()).map_err(StoreError::from)).transpose()
 }
 
-pub async fn has_open_default(tx: &mut Tx, account: &str, invoice: &str) -> Result<bool, StoreError> {
+pub async fn has_open_default(tx: &mut Tx, scope: &Scope, invoice: &str) -> Result<bool, StoreError> {
     let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND invoice = $2 AND status = 'open' AND is_default = $3",
+        "SELECT COUNT(*) FROM invoice_payments WHERE account_id = $1 AND livemode = $4 AND invoice = $2 AND status = 'open' AND is_default = $3",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(invoice)
     .bind(true)
-    .fetch_one(&mut **tx)
+    .bind(scope.livemode()).fetch_one(&mut **tx)
     .await?;
     Ok(count > 0)
 }

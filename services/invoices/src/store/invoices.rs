@@ -1,6 +1,7 @@
 //! The `invoices` table: the stored document plus the columns lists, search and constraints read.
 
 use prost::Message;
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Db, Tx};
 use settle_proto::settle::invoices::v1 as pb;
 
@@ -42,15 +43,15 @@ fn stored(doc: &pb::Invoice) -> Vec<u8> {
 }
 
 /// Inserts a new invoice.
-pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::Invoice) -> Result<(), StoreError> {
+pub async fn insert(tx: &mut Tx, scope: &Scope, doc: &pb::Invoice) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO invoices (id, account_id, livemode, customer, currency, status, collection_method, \
            number, due_date, total, amount_due, amount_paid, amount_remaining, metadata, created, document) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(doc.id.as_str())
-    .bind(account)
-    .bind(doc.livemode)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(doc.customer.as_str())
     .bind(doc.currency.as_str())
     .bind(status_name(doc))
@@ -70,13 +71,13 @@ pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::Invoice) -> Result<(),
 }
 
 /// Writes back a changed invoice (read with [`find_for_update`] in the same transaction).
-pub async fn update(tx: &mut Tx, account: &str, doc: &pb::Invoice) -> Result<(), StoreError> {
+pub async fn update(tx: &mut Tx, scope: &Scope, doc: &pb::Invoice) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE invoices SET status = $3, collection_method = $4, number = $5, due_date = $6, total = $7, \
            amount_due = $8, amount_paid = $9, amount_remaining = $10, metadata = $11, document = $12 \
-         WHERE account_id = $1 AND id = $2",
+         WHERE account_id = $1 AND livemode = $13 AND id = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(doc.id.as_str())
     .bind(status_name(doc))
     .bind(collection_method_name(doc))
@@ -88,30 +89,33 @@ pub async fn update(tx: &mut Tx, account: &str, doc: &pb::Invoice) -> Result<(),
     .bind(doc.amount_remaining)
     .bind(metadata_json(doc))
     .bind(stored(doc))
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Deletes a draft (the caller checked it is one).
-pub async fn delete(tx: &mut Tx, account: &str, id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM invoices WHERE account_id = $1 AND id = $2")
-        .bind(account)
+pub async fn delete(tx: &mut Tx, scope: &Scope, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM invoices WHERE account_id = $1 AND livemode = $3 AND id = $2")
+        .bind(scope.account())
         .bind(id)
+        .bind(scope.livemode())
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
 /// Reads one invoice of the account.
-pub async fn find<'e, E>(executor: E, account: &str, id: &str) -> Result<Option<pb::Invoice>, StoreError>
+pub async fn find<'e, E>(executor: E, scope: &Scope, id: &str) -> Result<Option<pb::Invoice>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row: Option<DocumentRow> =
-        sqlx::query_as("SELECT document FROM invoices WHERE account_id = $1 AND id = $2")
-            .bind(account)
+        sqlx::query_as("SELECT document FROM invoices WHERE account_id = $1 AND livemode = $3 AND id = $2")
+            .bind(scope.account())
             .bind(id)
+            .bind(scope.livemode())
             .fetch_optional(executor)
             .await?;
     Ok(decode_all(row.into_iter().map(|r| r.document).collect())?.pop())
@@ -122,26 +126,29 @@ where
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     id: &str,
 ) -> Result<Option<pb::Invoice>, StoreError> {
     let sql = backend.pick(
-        "SELECT document FROM invoices WHERE account_id = $1 AND id = $2 FOR UPDATE",
-        "SELECT document FROM invoices WHERE account_id = $1 AND id = $2",
+        "SELECT document FROM invoices WHERE account_id = $1 AND livemode = $3 AND id = $2 FOR UPDATE",
+        "SELECT document FROM invoices WHERE account_id = $1 AND livemode = $3 AND id = $2",
     );
-    let row: Option<DocumentRow> =
-        sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
+    let row: Option<DocumentRow> = sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(id)
+        .bind(scope.livemode())
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(decode_all(row.into_iter().map(|r| r.document).collect())?.pop())
 }
 
 /// Reads invoices by id (any order), for rendering lists.
-pub async fn find_many(db: &Db, account: &str, ids: &[String]) -> Result<Vec<pb::Invoice>, StoreError> {
+pub async fn find_many(db: &Db, scope: &Scope, ids: &[String]) -> Result<Vec<pb::Invoice>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query =
-        settle_platform::sql::SqlBuilder::new("SELECT document FROM invoices WHERE account_id = ");
-    query.bind(account.to_owned()).in_list(" AND id IN ", ids.iter().cloned());
+    let mut query = settle_platform::sql::SqlBuilder::scoped("SELECT document FROM invoices WHERE ", scope);
+    query.in_list(" AND id IN ", ids.iter().cloned());
     let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
     decode_all(rows.into_iter().map(|r| r.document).collect())
 }
@@ -152,7 +159,7 @@ const INSERT_MANY_CHUNK: usize = 500;
 
 /// Inserts new invoices, many rows per statement, with exactly the columns [`insert`] writes: for
 /// bulk loads (the load tool seeds 10⁶ invoices with it).
-pub async fn insert_many(tx: &mut Tx, account: &str, docs: &[pb::Invoice]) -> Result<(), StoreError> {
+pub async fn insert_many(tx: &mut Tx, scope: &Scope, docs: &[pb::Invoice]) -> Result<(), StoreError> {
     for chunk in docs.chunks(INSERT_MANY_CHUNK) {
         let mut query = settle_platform::sql::SqlBuilder::new(
             "INSERT INTO invoices (id, account_id, livemode, customer, currency, status, collection_method, \
@@ -161,7 +168,12 @@ pub async fn insert_many(tx: &mut Tx, account: &str, docs: &[pb::Invoice]) -> Re
         );
         for (i, doc) in chunk.iter().enumerate() {
             query.push(if i == 0 { "(" } else { ", (" });
-            query.bind(doc.id.clone()).push(", ").bind(account.to_owned()).push(", ").bind(doc.livemode);
+            query
+                .bind(doc.id.clone())
+                .push(", ")
+                .bind(scope.account().to_owned())
+                .push(", ")
+                .bind(scope.livemode());
             query.push(", ").bind(doc.customer.clone()).push(", ").bind(doc.currency.clone());
             query
                 .push(", ")

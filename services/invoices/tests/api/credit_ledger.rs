@@ -122,11 +122,15 @@ async fn pay_out_of_band(app: &TestApp, id: &str) -> pb::Invoice {
 async fn pay_partly(app: &TestApp, invoice: &str, amount: i64) -> pb::Invoice {
     let db = app.db().await;
     let mut tx = db.begin().await.unwrap();
-    let mut doc =
-        settle_invoices::store::invoices::find_for_update(&mut tx, db.backend(), DEV_ACCOUNT, invoice)
-            .await
-            .unwrap()
-            .unwrap();
+    let mut doc = settle_invoices::store::invoices::find_for_update(
+        &mut tx,
+        db.backend(),
+        &settle_platform::Scope::test(DEV_ACCOUNT),
+        invoice,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let now = settle_platform::time::now_unix();
     let payment = pb::InvoicePayment {
         id: IdPrefix::InvoicePayment.generate(),
@@ -150,8 +154,11 @@ async fn pay_partly(app: &TestApp, invoice: &str, amount: i64) -> pb::Invoice {
         succeeded: true,
     };
     let (payment, changes) = effects::apply(&mut doc, payment, &facts, now).unwrap();
-    let origin =
-        EventOrigin { account: DEV_ACCOUNT.into(), livemode: false, request_id: None, idempotency_key: None };
+    let origin = EventOrigin {
+        scope: settle_platform::Scope::test(DEV_ACCOUNT),
+        request_id: None,
+        idempotency_key: None,
+    };
     let saga_id = saga();
     effects::persist(&mut tx, db.backend(), &origin, &doc, Some((&payment, Some(&saga_id))), &changes)
         .await
@@ -561,10 +568,10 @@ backend_tests! {
         let db = app.db().await;
         let insert = |amount: i64, pre: i64, post: i64, credit: i64, status: &'static str| {
             sqlx::query(
-                "INSERT INTO invoice_credits (account_id, saga_id, invoice, credit_note, status, amount, \
+                "INSERT INTO invoice_credits (account_id, livemode, saga_id, invoice, credit_note, status, amount, \
                    pre_payment_amount, post_payment_amount, credit_amount, refund_amount, out_of_band_amount, \
                    customer, currency, credit_note_index, created, updated, document) \
-                 VALUES ($1, $2, 'in_x', $3, $4, $5, $6, $7, $8, 0, 0, 'cus_x', 'usd', 1, 0, 0, $9)",
+                 VALUES ($1, FALSE, $2, 'in_x', $3, $4, $5, $6, $7, $8, 0, 0, 'cus_x', 'usd', 1, 0, 0, $9)",
             )
             .bind(DEV_ACCOUNT)
             .bind(saga())

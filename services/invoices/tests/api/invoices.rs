@@ -77,9 +77,14 @@ async fn record_invoice_payment(
         ..Default::default()
     };
     let mut tx = db.begin().await.unwrap();
-    invoice_payments::insert(&mut tx, DEV_ACCOUNT, &settle_platform::ids::IdPrefix::Saga.generate(), &doc)
-        .await
-        .unwrap();
+    invoice_payments::insert(
+        &mut tx,
+        &settle_platform::Scope::test(DEV_ACCOUNT),
+        &settle_platform::ids::IdPrefix::Saga.generate(),
+        &doc,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     db.close().await;
     id

@@ -79,7 +79,7 @@ pub(crate) async fn lock_payment(
 ) -> Result<PaymentSnapshot, ApiError> {
     match kind {
         PaymentKind::PaymentIntent => {
-            let doc = payment_intents::find_for_update(tx, state.db.backend(), ctx.account(), payment)
+            let doc = payment_intents::find_for_update(tx, state.db.backend(), ctx.scope(), payment)
                 .await?
                 .ok_or_else(|| payment_missing(payment, kind))?;
             let intent = intent_from_document(&doc)?;
@@ -92,7 +92,7 @@ pub(crate) async fn lock_payment(
             })
         }
         PaymentKind::PaymentRecord => {
-            let doc = payment_records::find_for_update(tx, state.db.backend(), ctx.account(), payment)
+            let doc = payment_records::find_for_update(tx, state.db.backend(), ctx.scope(), payment)
                 .await?
                 .ok_or_else(|| payment_missing(payment, kind))?;
             let record = summary_from_document(&doc)
@@ -165,7 +165,7 @@ impl AttachmentsApi {
         let state = &self.state;
         let mut tx = state.db.begin().await?;
         let snapshot = lock_payment(&mut tx, state, ctx, &req.payment, kind).await?;
-        let (by_saga, active) = store::find_for_reserve(&mut tx, ctx.account(), saga, &req.payment).await?;
+        let (by_saga, active) = store::find_for_reserve(&mut tx, ctx.scope(), saga, &req.payment).await?;
         if let Some(existing) = by_saga {
             // A repeated step: answer with what that saga has, whatever it is now.
             tx.commit().await?;
@@ -188,7 +188,7 @@ impl AttachmentsApi {
             created: now,
             updated: now,
         };
-        if let Err(error) = store::insert(&mut tx, ctx.account(), &row).await {
+        if let Err(error) = store::insert(&mut tx, ctx.scope(), &row).await {
             // The payment row lock makes this unreachable for a payment whose row exists; the unique
             // index is the backstop all the same.
             return Err(if is_unique_violation(&error) {
@@ -215,7 +215,7 @@ impl AttachmentsApi {
         let mut tx = state.db.begin().await?;
         let snapshot = lock_payment(&mut tx, state, ctx, &req.payment, kind).await?;
         let mut row =
-            store::find_by_saga(&mut tx, ctx.account(), saga, &req.payment).await?.ok_or_else(|| {
+            store::find_by_saga(&mut tx, ctx.scope(), saga, &req.payment).await?.ok_or_else(|| {
                 ApiError::new(
                     Code::NotFound,
                     ErrorReason::PaymentNotAttached,
@@ -231,7 +231,7 @@ impl AttachmentsApi {
         let next = attachment::confirm(current, saga)?;
         if next != current {
             row.updated = now_unix();
-            store::set_status(&mut tx, ctx.account(), &row.id, next, row.updated).await?;
+            store::set_status(&mut tx, ctx.scope(), &row.id, next, row.updated).await?;
             row.status = next.as_str().to_owned();
         }
         settle_platform::faults::hit("payments.confirm.before_commit").await;
@@ -251,11 +251,10 @@ impl AttachmentsApi {
         let mut tx = state.db.begin().await?;
         let snapshot = lock_payment(&mut tx, state, ctx, &req.payment, kind).await?;
         let now = now_unix();
-        let row = match store::find_by_saga(&mut tx, ctx.account(), saga, &req.payment).await? {
+        let row = match store::find_by_saga(&mut tx, ctx.scope(), saga, &req.payment).await? {
             Some(mut row) => {
                 if row.status() != Some(AttachmentStatus::Released) {
-                    store::set_status(&mut tx, ctx.account(), &row.id, AttachmentStatus::Released, now)
-                        .await?;
+                    store::set_status(&mut tx, ctx.scope(), &row.id, AttachmentStatus::Released, now).await?;
                     row.status = AttachmentStatus::Released.as_str().to_owned();
                     row.updated = now;
                 }
@@ -276,7 +275,7 @@ impl AttachmentsApi {
                     created: now,
                     updated: now,
                 };
-                store::insert(&mut tx, ctx.account(), &row).await?;
+                store::insert(&mut tx, ctx.scope(), &row).await?;
                 row
             }
         };
@@ -296,7 +295,7 @@ impl AttachmentsApi {
         let state = &self.state;
         let mut tx = state.db.begin().await?;
         let snapshot = lock_payment(&mut tx, state, ctx, &req.payment, kind).await?;
-        let row = store::find_active(&mut *tx, ctx.account(), &req.payment).await?;
+        let row = store::find_active(&mut *tx, ctx.scope(), &req.payment).await?;
         tx.commit().await?;
         let row = row.ok_or_else(|| {
             ApiError::new(

@@ -98,12 +98,12 @@ where
         Claim::Replay(stored) => return Ok(stored),
         Claim::Fresh(pending) => pending,
     };
-    let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.account(), id)
+    let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.scope(), id)
         .await?
         .ok_or_else(|| not_found(id))?;
     if let Some(field) = refuse_if_attached {
         // The intent's row lock serializes this with ReserveAttachment, which locks it too.
-        if let Some(attachment) = attachments::find_active(&mut *tx, ctx.account(), id).await? {
+        if let Some(attachment) = attachments::find_active(&mut *tx, ctx.scope(), id).await? {
             return Err(ApiError::failed_precondition(
                 ErrorReason::PaymentAlreadyAttached,
                 format!(
@@ -117,7 +117,7 @@ where
     let mut intent = intent_from_document(&doc)?;
     let events = change(&mut intent, &mut doc)?;
     render_intent(&intent, &mut doc);
-    store::update(&mut tx, ctx.account(), &doc).await?;
+    store::update(&mut tx, ctx.scope(), &doc).await?;
     append_events(&mut tx, state, ctx, &doc, &events).await?;
     pending.record(&mut tx, &doc).await?;
     tx.commit().await?;
@@ -213,7 +213,7 @@ impl PaymentIntentsApi {
             Claim::Replay(stored) => return Ok(stored),
             Claim::Fresh(pending) => pending,
         };
-        store::insert(&mut tx, ctx.account(), &doc).await?;
+        store::insert(&mut tx, ctx.scope(), &doc).await?;
         append_events(&mut tx, state, ctx, &doc, &events).await?;
         pending.record(&mut tx, &doc).await?;
         tx.commit().await?;
@@ -500,7 +500,7 @@ impl PaymentIntentsApi {
             return Err(not_found(&req.id));
         }
         let doc =
-            store::find(&self.state.db, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
+            store::find(&self.state.db, ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))?;
         if let Some(secret) = req.client_secret.as_deref() {
             check_client_secret(&doc, secret)?;
         }
@@ -525,7 +525,7 @@ impl PaymentIntentsApi {
             IdPrefix::PaymentIntent,
         )?;
         let filter = ListFilter { customer, created: req.created };
-        let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
+        let page = store::list(&self.state.db, ctx.scope(), &filter, &page).await?;
         Ok(pb::ListPaymentIntentsResponse { data: page.data, has_more: page.has_more })
     }
 
@@ -547,7 +547,7 @@ impl PaymentIntentsApi {
             }
             None => None,
         };
-        let (page, total) = store::search(&self.state.db, ctx.account(), &query, after, limit).await?;
+        let (page, total) = store::search(&self.state.db, ctx.scope(), &query, after, limit).await?;
         let next_page = if page.has_more { page.data.last().map(|last| last.id.clone()) } else { None };
         Ok(pb::SearchPaymentIntentsResponse {
             data: page.data,

@@ -180,9 +180,9 @@ impl PaymentRecordsApi {
             Claim::Replay(stored) => return Ok(stored),
             Claim::Fresh(pending) => pending,
         };
-        store::insert(&mut tx, ctx.account(), &loaded.doc).await?;
+        store::insert(&mut tx, ctx.scope(), &loaded.doc).await?;
         for attempt in &loaded.attempts {
-            store::insert_attempt(&mut tx, ctx.account(), attempt).await?;
+            store::insert_attempt(&mut tx, ctx.scope(), attempt).await?;
         }
         append_events(&mut tx, state, ctx, &loaded.doc, &events).await?;
         pending.record(&mut tx, &loaded.doc).await?;
@@ -209,16 +209,16 @@ impl PaymentRecordsApi {
             return Err(not_found(id));
         }
         let state = &self.state;
-        let account = ctx.account();
+        let scope = ctx.scope();
         let mut tx = state.db.begin().await?;
         let pending = match idempotency::claim(&mut tx, state.db.backend(), ctx, method, request).await? {
             Claim::Replay(stored) => return Ok(stored),
             Claim::Fresh(pending) => pending,
         };
-        let doc = store::find_for_update(&mut tx, state.db.backend(), account, id)
+        let doc = store::find_for_update(&mut tx, state.db.backend(), scope, id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let stored = store::attempts_of(&mut tx, account, id).await?;
+        let stored = store::attempts_of(&mut tx, scope, id).await?;
         let record = record_from_documents(&doc, &stored)?;
         let customer_before = doc.customer_details.as_ref().and_then(|d| d.customer.clone());
         let mut loaded = Loaded { record, doc, attempts: stored.clone() };
@@ -228,7 +228,7 @@ impl PaymentRecordsApi {
         if customer_after != customer_before {
             // An attached invoice counted this record for its customer; the record's row lock
             // serializes this check with ReserveAttachment, which locks it too.
-            if let Some(attachment) = attachments::find_active(&mut *tx, account, id).await? {
+            if let Some(attachment) = attachments::find_active(&mut *tx, scope, id).await? {
                 return Err(ApiError::failed_precondition(
                     settle_proto::common::v1::ErrorReason::PaymentAlreadyAttached,
                     format!(
@@ -253,7 +253,7 @@ impl PaymentRecordsApi {
                 ));
             };
             refund.metadata = metadata;
-            if !store::insert_refund(&mut tx, account, id, refund).await? {
+            if !store::insert_refund(&mut tx, scope, id, refund).await? {
                 return Err(refund_reference_in_use(format!(
                     "The refund reference '{reference}' is already in use."
                 )));
@@ -261,14 +261,14 @@ impl PaymentRecordsApi {
         }
         for (i, attempt) in loaded.attempts.iter().enumerate() {
             match stored.get(i) {
-                None => store::insert_attempt(&mut tx, account, attempt).await?,
+                None => store::insert_attempt(&mut tx, scope, attempt).await?,
                 Some(before) if before != attempt => {
-                    store::update_attempt(&mut tx, account, attempt).await?;
+                    store::update_attempt(&mut tx, scope, attempt).await?;
                 }
                 Some(_) => {}
             }
         }
-        store::update(&mut tx, account, &loaded.doc).await?;
+        store::update(&mut tx, scope, &loaded.doc).await?;
         append_events(&mut tx, state, ctx, &loaded.doc, &change.events).await?;
         pending.record(&mut tx, &loaded.doc).await?;
         tx.commit().await?;
@@ -405,7 +405,7 @@ impl PaymentRecordsApi {
         if !IdPrefix::PaymentRecord.matches(&req.id) {
             return Err(not_found(&req.id));
         }
-        store::find(&self.state.db, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))
+        store::find(&self.state.db, ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))
     }
 
     async fn list(
@@ -420,7 +420,7 @@ impl PaymentRecordsApi {
             IdPrefix::PaymentRecord,
         )?;
         let filter = ListFilter { created_after: req.created_after, created_before: req.created_before };
-        let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
+        let page = store::list(&self.state.db, ctx.scope(), &filter, &page).await?;
         Ok(pb::ListPaymentRecordsResponse { data: page.data, has_more: page.has_more })
     }
 
@@ -433,7 +433,7 @@ impl PaymentRecordsApi {
         if !IdPrefix::PaymentAttemptRecord.matches(&req.id) {
             return Err(missing());
         }
-        store::find_attempt(&self.state.db, ctx.account(), &req.id).await?.ok_or_else(missing)
+        store::find_attempt(&self.state.db, ctx.scope(), &req.id).await?.ok_or_else(missing)
     }
 
     async fn list_attempts(
@@ -456,10 +456,10 @@ impl PaymentRecordsApi {
             IdPrefix::PaymentAttemptRecord,
         )?;
         let db = &self.state.db;
-        if store::find(db, ctx.account(), &req.payment_record).await?.is_none() {
+        if store::find(db, ctx.scope(), &req.payment_record).await?.is_none() {
             return Err(missing());
         }
-        let page = store::list_attempts(db, ctx.account(), &req.payment_record, &page).await?;
+        let page = store::list_attempts(db, ctx.scope(), &req.payment_record, &page).await?;
         Ok(pb::ListPaymentAttemptRecordsResponse { data: page.data, has_more: page.has_more })
     }
 }

@@ -15,13 +15,13 @@ pub mod params;
 use std::collections::{BTreeMap, BTreeSet};
 
 use settle_money::{Amount, Currency};
-use settle_platform::ApiError;
 use settle_platform::context::RequestContext;
 use settle_platform::db::Tx;
 use settle_platform::ids::IdPrefix;
 use settle_platform::outbox::EventOrigin;
 use settle_platform::time::now_unix;
 use settle_platform::validate;
+use settle_platform::{ApiError, Scope};
 use settle_proto::common::v1::ErrorReason;
 use settle_proto::settle::payments::v1 as pb;
 use settle_proto::settle::payments::v1::refund_claim_service_server::RefundClaimService;
@@ -133,12 +133,12 @@ async fn lock_all(
     ctx: &RequestContext,
     request: &ClaimRequest,
 ) -> Result<(BTreeMap<String, LockedPayment>, BTreeMap<RefundKey, ClaimableRefund>), ApiError> {
-    let account = ctx.account();
+    let scope = ctx.scope();
     // Payment → (kind, the parameter it came from, for errors).
     let mut wanted = BTreeMap::<String, (PaymentKind, String)>::new();
     for (i, claim) in request.claims.iter().enumerate() {
         let field = format!("claims[{i}]");
-        let payment = store::payment_of(tx, account, &claim.key)
+        let payment = store::payment_of(tx, scope, &claim.key)
             .await?
             .ok_or_else(|| refund_missing(&claim.key).nested_in(&field))?;
         let kind = match claim.key {
@@ -153,7 +153,7 @@ async fn lock_all(
     let mut payments = BTreeMap::new();
     for (payment, (kind, field)) in wanted {
         let snapshot = lock_payment(tx, state, ctx, &payment, kind).await.map_err(|e| e.nested_in(&field))?;
-        let attached_to = attachments::find_active(&mut **tx, account, &payment)
+        let attached_to = attachments::find_active(&mut **tx, scope, &payment)
             .await?
             .filter(|a| a.status() == Some(AttachmentStatus::Confirmed))
             .map(|a| a.invoice);
@@ -163,7 +163,7 @@ async fn lock_all(
     let mut refunds = BTreeMap::new();
     for key in keys {
         let locked =
-            store::lock(tx, state.db.backend(), account, key).await?.ok_or_else(|| refund_missing(key))?;
+            store::lock(tx, state.db.backend(), scope, key).await?.ok_or_else(|| refund_missing(key))?;
         let attached_to = payments.get(&locked.payment).and_then(|p| p.attached_to.clone());
         refunds.insert(key.clone(), claimable(key, locked, attached_to)?);
     }
@@ -207,9 +207,9 @@ fn render_item(item: &ItemRow) -> pb::RefundClaim {
 }
 
 /// The saga's claims as stored now.
-async fn load(tx: &mut Tx, account: &str, saga_id: &str) -> Result<pb::RefundClaims, ApiError> {
-    let row = store::find(&mut **tx, account, saga_id).await?.ok_or_else(|| claims_missing(saga_id))?;
-    let items = store::items(&mut **tx, account, saga_id).await?;
+async fn load(tx: &mut Tx, scope: &Scope, saga_id: &str) -> Result<pb::RefundClaims, ApiError> {
+    let row = store::find(&mut **tx, scope, saga_id).await?.ok_or_else(|| claims_missing(saga_id))?;
+    let items = store::items(&mut **tx, scope, saga_id).await?;
     Ok(render(&row, &items))
 }
 
@@ -221,7 +221,7 @@ impl RefundClaimsApi {
     ) -> Result<pb::RefundClaims, ApiError> {
         let request = ClaimRequest::parse(&req)?;
         let state = &self.state;
-        let account = ctx.account();
+        let scope = ctx.scope();
         let saga_id = request.saga_id.as_str();
         let mut tx = state.db.begin().await?;
         let now = now_unix();
@@ -233,20 +233,20 @@ impl RefundClaimsApi {
             created: now,
             updated: now,
         };
-        if !store::insert_if_absent(&mut tx, account, &row).await? {
+        if !store::insert_if_absent(&mut tx, scope, &row).await? {
             // A repeated step (or a release that came first): the saga's claims as they are now.
-            let claims = load(&mut tx, account, saga_id).await?;
+            let claims = load(&mut tx, scope, saga_id).await?;
             tx.commit().await?;
             return Ok(claims);
         }
 
-        let scope = ClaimScope { invoice: &request.invoice, currency: request.currency };
+        let claim_scope = ClaimScope { invoice: &request.invoice, currency: request.currency };
         let (payments, mut refunds) = lock_all(&mut tx, state, ctx, &request).await?;
         let mut items = Vec::with_capacity(request.claims.len() + 1);
         for (i, claim) in request.claims.iter().enumerate() {
             let refund = refunds.get_mut(&claim.key).ok_or_else(|| refund_missing(&claim.key))?;
             let amount = refund
-                .claim(&scope, claim.requested)
+                .claim(&claim_scope, claim.requested)
                 .map_err(|e| ApiError::from(e).nested_in(&format!("claims[{i}]")))?;
             items.push(ItemRow::new(i, &claim.key, &refund.payment, amount.get(), refund.currency.as_str()));
         }
@@ -255,7 +255,7 @@ impl RefundClaimsApi {
             let payment = payments.get(&new.payment).ok_or_else(|| {
                 ApiError::not_found(IdPrefix::PaymentIntent, &new.payment, "payment").nested_in("new_refund")
             })?;
-            scope
+            claim_scope
                 .check_new_refund(&new.payment, payment.attached_to.as_deref(), payment.currency)
                 .map_err(|e| ApiError::from(e).nested_in("new_refund[payment]"))?;
             // It checks what is left to refund, adds to the intent's refunded total and writes
@@ -275,7 +275,7 @@ impl RefundClaimsApi {
             created = true;
         }
         for (key, total) in totals(&items)? {
-            match store::add_claimed(&mut tx, account, &key, total.get()).await? {
+            match store::add_claimed(&mut tx, scope, &key, total.get()).await? {
                 AddClaimed::Added => {}
                 // Only reachable if the row lock failed us: the CHECK constraint caught it.
                 AddClaimed::OutOfRange => {
@@ -288,7 +288,7 @@ impl RefundClaimsApi {
             }
         }
         for item in &items {
-            store::insert_item(&mut tx, account, saga_id, item).await?;
+            store::insert_item(&mut tx, scope, saga_id, item).await?;
         }
         settle_platform::faults::hit("payments.claim_refunds.before_commit").await;
         tx.commit().await?;
@@ -307,7 +307,7 @@ impl RefundClaimsApi {
     ) -> Result<pb::RefundClaims, ApiError> {
         validate::id("saga_id", &req.saga_id, IdPrefix::Saga)?;
         let state = &self.state;
-        let account = ctx.account();
+        let scope = ctx.scope();
         let saga_id = req.saga_id.as_str();
         let mut tx = state.db.begin().await?;
         let now = now_unix();
@@ -319,32 +319,32 @@ impl RefundClaimsApi {
             created: now,
             updated: now,
         };
-        if store::insert_if_absent(&mut tx, account, &placeholder).await? {
+        if store::insert_if_absent(&mut tx, scope, &placeholder).await? {
             // The saga's claim has not run (or failed): the released placeholder makes a late
             // ClaimRefunds of this saga find it and claim nothing.
             tx.commit().await?;
             settle_platform::faults::hit("payments.release_refund_claims.after_commit").await;
             return Ok(render(&placeholder, &[]));
         }
-        let mut row = store::find_for_update(&mut tx, state.db.backend(), account, saga_id)
+        let mut row = store::find_for_update(&mut tx, state.db.backend(), scope, saga_id)
             .await?
             .ok_or_else(|| claims_missing(saga_id))?;
-        let items = store::items(&mut *tx, account, saga_id).await?;
+        let items = store::items(&mut *tx, scope, saga_id).await?;
         if row.status() != Some(ClaimsStatus::Released) {
             // The refunds in id order, as a claim locks them. The refund a claim created stays.
             for (key, total) in totals(&items)? {
-                let locked = store::lock(&mut tx, state.db.backend(), account, &key)
+                let locked = store::lock(&mut tx, state.db.backend(), scope, &key)
                     .await?
                     .ok_or_else(|| refund_missing(&key))?;
                 claimable(&key, locked, None)?.release(total)?;
-                if store::add_claimed(&mut tx, account, &key, -total.get()).await? != AddClaimed::Added {
+                if store::add_claimed(&mut tx, scope, &key, -total.get()).await? != AddClaimed::Added {
                     return Err(corrupt(format!(
                         "the claimed amount of {} could not be given back",
                         key.name()
                     )));
                 }
             }
-            store::set_status(&mut tx, account, saga_id, ClaimsStatus::Released, now).await?;
+            store::set_status(&mut tx, scope, saga_id, ClaimsStatus::Released, now).await?;
             row.status = ClaimsStatus::Released.as_str().to_owned();
             row.updated = now;
         }
@@ -361,11 +361,11 @@ impl RefundClaimsApi {
     ) -> Result<pb::RefundClaims, ApiError> {
         validate::id("saga_id", &req.saga_id, IdPrefix::Saga)?;
         let pool = self.state.db.pool();
-        let row = store::find(pool, ctx.account(), &req.saga_id)
+        let row = store::find(pool, ctx.scope(), &req.saga_id)
             .await?
             .ok_or_else(|| claims_missing(&req.saga_id))?;
         // Items never change once written with the row, so a second read cannot disagree with it.
-        let items = store::items(pool, ctx.account(), &req.saga_id).await?;
+        let items = store::items(pool, ctx.scope(), &req.saga_id).await?;
         Ok(render(&row, &items))
     }
 }

@@ -125,23 +125,22 @@ pub async fn refund_in(
     origin: &EventOrigin,
     new: NewRefund,
 ) -> Result<pb::Refund, ApiError> {
-    let account = origin.account.as_str();
+    let scope = &origin.scope;
     let intent_id = match &new.request.target {
         RefundTarget::PaymentIntent(id) | RefundTarget::Both { payment_intent: id, .. } => id.clone(),
-        RefundTarget::Charge(charge) => intents::find_id_by_charge(tx, account, charge)
+        RefundTarget::Charge(charge) => intents::find_id_by_charge(tx, scope, charge)
             .await?
             .ok_or_else(|| RefundError::UnknownCharge(charge.clone()))?,
     };
-    let intent_doc = intents::find_for_update(tx, backend, account, &intent_id)
+    let intent_doc = intents::find_for_update(tx, backend, scope, &intent_id)
         .await?
         .ok_or_else(|| intent_not_found(&intent_id))?;
     let intent = intent_from_document(&intent_doc)?;
-    let refunded = intents::amount_refunded(tx, account, &intent_id)
-        .await?
-        .ok_or_else(|| intent_not_found(&intent_id))?;
+    let refunded =
+        intents::amount_refunded(tx, scope, &intent_id).await?.ok_or_else(|| intent_not_found(&intent_id))?;
     let (refund, _) =
         refund::create(IdPrefix::Refund.generate(), &intent, Amount::new(refunded), &new.request)?;
-    match intents::add_refunded(tx, account, &intent_id, refund.amount.get()).await? {
+    match intents::add_refunded(tx, scope, &intent_id, refund.amount.get()).await? {
         AddRefunded::Added => {}
         // Only reachable if the row lock failed us: the CHECK constraint caught it.
         AddRefunded::OverReceived => {
@@ -163,7 +162,7 @@ pub async fn refund_in(
             metadata: new.metadata,
         },
     );
-    store::insert(tx, account, intent_doc.livemode, &doc).await?;
+    store::insert(tx, scope, &doc).await?;
     outbox::append(tx, backend, origin, "refund.created", &doc.id, &doc, None).await?;
     Ok(doc)
 }
@@ -210,7 +209,7 @@ impl RefundsApi {
         if !IdPrefix::Refund.matches(&req.id) {
             return Err(not_found(&req.id));
         }
-        store::find(&self.state.db, ctx.account(), &req.id).await?.ok_or_else(|| not_found(&req.id))
+        store::find(&self.state.db, ctx.scope(), &req.id).await?.ok_or_else(|| not_found(&req.id))
     }
 
     async fn update(
@@ -228,7 +227,7 @@ impl RefundsApi {
             Claim::Replay(stored) => return Ok(stored),
             Claim::Fresh(pending) => pending,
         };
-        let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.account(), &req.id)
+        let mut doc = store::find_for_update(&mut tx, state.db.backend(), ctx.scope(), &req.id)
             .await?
             .ok_or_else(|| not_found(&req.id))?;
         let before = doc.metadata.clone();
@@ -238,7 +237,7 @@ impl RefundsApi {
         let changed = doc.metadata != before;
         // Like Stripe, an update that changes nothing emits no event.
         if changed {
-            store::update_metadata(&mut tx, ctx.account(), &doc).await?;
+            store::update_metadata(&mut tx, ctx.scope(), &doc).await?;
             outbox::append(
                 &mut tx,
                 state.db.backend(),
@@ -288,7 +287,7 @@ impl RefundsApi {
             req.ending_before.as_deref(),
             IdPrefix::Refund,
         )?;
-        let page = store::list(&self.state.db, ctx.account(), &filter, &page).await?;
+        let page = store::list(&self.state.db, ctx.scope(), &filter, &page).await?;
         Ok(pb::ListRefundsResponse { data: page.data, has_more: page.has_more })
     }
 }

@@ -1,6 +1,7 @@
 //! The `payment_attachments` table. "At most one live attachment per payment" is the partial
 //! unique index `payment_attachments_active`, not a check in code.
 
+use settle_platform::Scope;
 use settle_platform::db::Tx;
 
 use super::StoreError;
@@ -36,7 +37,7 @@ macro_rules! select {
     ($filter:literal) => {
         concat!(
             "SELECT id, payment, payment_type, invoice, saga_id, status, customer, currency, created, \
-             updated FROM payment_attachments WHERE account_id = $1",
+             updated FROM payment_attachments WHERE account_id = $1 AND livemode = $2",
             $filter
         )
     };
@@ -45,12 +46,13 @@ macro_rules! select {
 /// The attachment saga `saga_id` made (or released) on `payment`.
 pub async fn find_by_saga(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
     payment: &str,
 ) -> Result<Option<AttachmentRow>, StoreError> {
-    Ok(sqlx::query_as(select!(" AND saga_id = $2 AND payment = $3"))
-        .bind(account)
+    Ok(sqlx::query_as(select!(" AND saga_id = $3 AND payment = $4"))
+        .bind(scope.account())
+        .bind(scope.livemode())
         .bind(saga_id)
         .bind(payment)
         .fetch_optional(&mut **tx)
@@ -61,13 +63,14 @@ pub async fn find_by_saga(
 /// saga made (or released) on it, and the payment's live attachment (reserved or confirmed), if any.
 pub async fn find_for_reserve(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
     payment: &str,
 ) -> Result<(Option<AttachmentRow>, Option<AttachmentRow>), StoreError> {
     let rows: Vec<AttachmentRow> =
-        sqlx::query_as(select!(" AND payment = $2 AND (saga_id = $3 OR status <> 'released')"))
-            .bind(account)
+        sqlx::query_as(select!(" AND payment = $3 AND (saga_id = $4 OR status <> 'released')"))
+            .bind(scope.account())
+            .bind(scope.livemode())
             .bind(payment)
             .bind(saga_id)
             .fetch_all(&mut **tx)
@@ -87,14 +90,15 @@ pub async fn find_for_reserve(
 /// The payment's live (reserved or confirmed) attachment.
 pub async fn find_active<'e, E>(
     executor: E,
-    account: &str,
+    scope: &Scope,
     payment: &str,
 ) -> Result<Option<AttachmentRow>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    Ok(sqlx::query_as(select!(" AND payment = $2 AND status <> 'released'"))
-        .bind(account)
+    Ok(sqlx::query_as(select!(" AND payment = $3 AND status <> 'released'"))
+        .bind(scope.account())
+        .bind(scope.livemode())
         .bind(payment)
         .fetch_optional(executor)
         .await?)
@@ -102,14 +106,15 @@ where
 
 /// Inserts an attachment. A unique violation means the payment already has a live attachment
 /// (or the saga already has a row for it); the caller turns that into the right error.
-pub async fn insert(tx: &mut Tx, account: &str, row: &AttachmentRow) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut Tx, scope: &Scope, row: &AttachmentRow) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO payment_attachments (id, account_id, payment, payment_type, invoice, saga_id, \
-           status, customer, currency, created, updated) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO payment_attachments (id, account_id, livemode, payment, payment_type, invoice, \
+           saga_id, status, customer, currency, created, updated) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(row.id.as_str())
-    .bind(account)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(row.payment.as_str())
     .bind(row.payment_type.as_str())
     .bind(row.invoice.as_str())
@@ -127,17 +132,17 @@ pub async fn insert(tx: &mut Tx, account: &str, row: &AttachmentRow) -> Result<(
 /// Moves an attachment to `status`.
 pub async fn set_status(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     id: &str,
     status: AttachmentStatus,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE payment_attachments SET status = $3, updated = $4 WHERE account_id = $1 AND id = $2")
-        .bind(account)
+    sqlx::query("UPDATE payment_attachments SET status = $3, updated = $4 WHERE account_id = $1 AND livemode = $5 AND id = $2")
+        .bind(scope.account())
         .bind(id)
         .bind(status.as_str())
         .bind(now)
-        .execute(&mut **tx)
+        .bind(scope.livemode()).execute(&mut **tx)
         .await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `payment_intents` table: the stored document plus the columns lists and search read.
 
 use prost::Message;
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Db, Tx};
 use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
 use settle_platform::search::{Field, FieldKind, Query};
@@ -39,15 +40,15 @@ fn metadata_json(doc: &pb::PaymentIntent) -> String {
 }
 
 /// Inserts a new intent.
-pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Result<(), StoreError> {
+pub async fn insert(tx: &mut Tx, scope: &Scope, doc: &pb::PaymentIntent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO payment_intents (id, account_id, livemode, status, amount, amount_capturable, \
            amount_received, currency, customer, metadata, created, document, latest_charge) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(doc.id.as_str())
-    .bind(account)
-    .bind(doc.livemode)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(status_name(doc))
     .bind(doc.amount)
     .bind(doc.amount_capturable)
@@ -64,14 +65,14 @@ pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Resu
 }
 
 /// Writes back a changed intent (read with [`find_for_update`] in the same transaction).
-pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Result<(), StoreError> {
+pub async fn update(tx: &mut Tx, scope: &Scope, doc: &pb::PaymentIntent) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE payment_intents SET status = $3, amount = $4, amount_capturable = $5, \
            amount_received = $6, currency = $7, customer = $8, metadata = $9, document = $10, \
            latest_charge = $11 \
-         WHERE account_id = $1 AND id = $2",
+         WHERE account_id = $1 AND livemode = $12 AND id = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(doc.id.as_str())
     .bind(status_name(doc))
     .bind(doc.amount)
@@ -82,19 +83,22 @@ pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentIntent) -> Resu
     .bind(metadata_json(doc))
     .bind(doc.encode_to_vec())
     .bind(doc.latest_charge.as_deref())
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Reads one intent of the account.
-pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<pb::PaymentIntent>, StoreError> {
-    let row: Option<DocumentRow> =
-        sqlx::query_as("SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+pub async fn find(db: &Db, scope: &Scope, id: &str) -> Result<Option<pb::PaymentIntent>, StoreError> {
+    let row: Option<DocumentRow> = sqlx::query_as(
+        "SELECT document FROM payment_intents WHERE account_id = $1 AND livemode = $3 AND id = $2",
+    )
+    .bind(scope.account())
+    .bind(id)
+    .bind(scope.livemode())
+    .fetch_optional(db.pool())
+    .await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
@@ -103,15 +107,19 @@ pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<pb::Payment
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     id: &str,
 ) -> Result<Option<pb::PaymentIntent>, StoreError> {
     let sql = backend.pick(
-        "SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2 FOR UPDATE",
-        "SELECT document FROM payment_intents WHERE account_id = $1 AND id = $2",
+        "SELECT document FROM payment_intents WHERE account_id = $1 AND livemode = $3 AND id = $2 FOR UPDATE",
+        "SELECT document FROM payment_intents WHERE account_id = $1 AND livemode = $3 AND id = $2",
     );
-    let row: Option<DocumentRow> =
-        sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
+    let row: Option<DocumentRow> = sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(id)
+        .bind(scope.livemode())
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
@@ -125,12 +133,11 @@ pub struct ListFilter {
 /// One page of the account's intents, newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<pb::PaymentIntent>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM payment_intents WHERE account_id = ");
-    query.bind(account.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM payment_intents WHERE ", scope);
     if let Some(customer) = &filter.customer {
         query.filter(" AND customer = ", customer.clone());
     }
@@ -144,13 +151,12 @@ pub async fn list(
 /// in all.
 pub async fn search(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     query: &Query,
     after: Option<&str>,
     limit: u32,
 ) -> Result<(Page<pb::PaymentIntent>, i64), StoreError> {
-    let mut rows_sql = SqlBuilder::new("SELECT document FROM payment_intents WHERE account_id = ");
-    rows_sql.bind(account.to_owned());
+    let mut rows_sql = SqlBuilder::scoped("SELECT document FROM payment_intents WHERE ", scope);
     query.push_sql(&mut rows_sql, db.backend());
     if let Some(after) = after {
         rows_sql.filter(" AND id < ", after.to_owned());
@@ -158,8 +164,7 @@ pub async fn search(
     rows_sql.push(" ORDER BY id DESC LIMIT ").bind(i64::from(limit) + 1);
     let mut rows = decode(rows_sql.fetch_all::<DocumentRow, _>(db.pool()).await?)?;
 
-    let mut count_sql = SqlBuilder::new("SELECT COUNT(*) FROM payment_intents WHERE account_id = ");
-    count_sql.bind(account.to_owned());
+    let mut count_sql = SqlBuilder::scoped("SELECT COUNT(*) FROM payment_intents WHERE ", scope);
     query.push_sql(&mut count_sql, db.backend());
     let total: i64 = count_sql.fetch_scalar(db.pool()).await?;
 
@@ -170,13 +175,15 @@ pub async fn search(
 
 /// What refunds have taken back from an intent so far (`None`: no such intent). Read it after
 /// [`find_for_update`] in the same transaction, so it cannot change before the caller writes.
-pub async fn amount_refunded(tx: &mut Tx, account: &str, id: &str) -> Result<Option<i64>, StoreError> {
-    let refunded: Option<i64> =
-        sqlx::query_scalar("SELECT amount_refunded FROM payment_intents WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
+pub async fn amount_refunded(tx: &mut Tx, scope: &Scope, id: &str) -> Result<Option<i64>, StoreError> {
+    let refunded: Option<i64> = sqlx::query_scalar(
+        "SELECT amount_refunded FROM payment_intents WHERE account_id = $1 AND livemode = $3 AND id = $2",
+    )
+    .bind(scope.account())
+    .bind(id)
+    .bind(scope.livemode())
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(refunded)
 }
 
@@ -194,17 +201,18 @@ pub enum AddRefunded {
 /// backstop behind the caller's own check, which runs under the intent's row lock.
 pub async fn add_refunded(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     id: &str,
     amount: i64,
 ) -> Result<AddRefunded, StoreError> {
     let result = sqlx::query(
         "UPDATE payment_intents SET amount_refunded = amount_refunded + $3 \
-         WHERE account_id = $1 AND id = $2",
+         WHERE account_id = $1 AND livemode = $4 AND id = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(id)
     .bind(amount)
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await;
     match result {
@@ -218,14 +226,16 @@ pub async fn add_refunded(
 /// The id of the account's intent whose latest charge is `charge` (`ch_…`).
 pub async fn find_id_by_charge(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     charge: &str,
 ) -> Result<Option<String>, StoreError> {
-    let id: Option<String> =
-        sqlx::query_scalar("SELECT id FROM payment_intents WHERE account_id = $1 AND latest_charge = $2")
-            .bind(account)
-            .bind(charge)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM payment_intents WHERE account_id = $1 AND livemode = $3 AND latest_charge = $2",
+    )
+    .bind(scope.account())
+    .bind(charge)
+    .bind(scope.livemode())
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(id)
 }

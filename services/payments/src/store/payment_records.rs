@@ -2,6 +2,7 @@
 //! documents plus the columns lists and the money constraints read.
 
 use prost::Message;
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Db, Tx};
 use settle_platform::pagination::{Page, PageRequest};
 use settle_platform::sql::SqlBuilder;
@@ -36,15 +37,15 @@ fn customer(doc: &pb::PaymentRecord) -> Option<&str> {
 }
 
 /// Inserts a new record (before its first attempt).
-pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::PaymentRecord) -> Result<(), StoreError> {
+pub async fn insert(tx: &mut Tx, scope: &Scope, doc: &pb::PaymentRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO payment_records (id, account_id, livemode, customer, currency, amount, \
            latest_outcome, amount_guaranteed, amount_refunded, metadata, created, document) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(doc.id.as_str())
-    .bind(account)
-    .bind(doc.livemode)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(customer(doc))
     .bind(doc.amount.as_ref().map_or("", |a| a.currency.as_str()))
     .bind(value(doc.amount.as_ref()))
@@ -61,13 +62,13 @@ pub async fn insert(tx: &mut Tx, account: &str, doc: &pb::PaymentRecord) -> Resu
 
 /// Writes back a changed record (read with [`find_for_update`] in the same transaction). The
 /// amount and currency never change.
-pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentRecord) -> Result<(), StoreError> {
+pub async fn update(tx: &mut Tx, scope: &Scope, doc: &pb::PaymentRecord) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE payment_records SET customer = $3, latest_outcome = $4, amount_guaranteed = $5, \
            amount_refunded = $6, metadata = $7, document = $8 \
-         WHERE account_id = $1 AND id = $2",
+         WHERE account_id = $1 AND livemode = $9 AND id = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(doc.id.as_str())
     .bind(customer(doc))
     .bind(outcome_name(doc.latest_payment_attempt_outcome))
@@ -75,19 +76,22 @@ pub async fn update(tx: &mut Tx, account: &str, doc: &pb::PaymentRecord) -> Resu
     .bind(value(doc.amount_refunded.as_ref()))
     .bind(metadata_json(doc))
     .bind(doc.encode_to_vec())
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Reads one record of the account.
-pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<pb::PaymentRecord>, StoreError> {
-    let row: Option<DocumentRow> =
-        sqlx::query_as("SELECT document FROM payment_records WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+pub async fn find(db: &Db, scope: &Scope, id: &str) -> Result<Option<pb::PaymentRecord>, StoreError> {
+    let row: Option<DocumentRow> = sqlx::query_as(
+        "SELECT document FROM payment_records WHERE account_id = $1 AND livemode = $3 AND id = $2",
+    )
+    .bind(scope.account())
+    .bind(id)
+    .bind(scope.livemode())
+    .fetch_optional(db.pool())
+    .await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
@@ -96,15 +100,19 @@ pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<pb::Payment
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     id: &str,
 ) -> Result<Option<pb::PaymentRecord>, StoreError> {
     let sql = backend.pick(
-        "SELECT document FROM payment_records WHERE account_id = $1 AND id = $2 FOR UPDATE",
-        "SELECT document FROM payment_records WHERE account_id = $1 AND id = $2",
+        "SELECT document FROM payment_records WHERE account_id = $1 AND livemode = $3 AND id = $2 FOR UPDATE",
+        "SELECT document FROM payment_records WHERE account_id = $1 AND livemode = $3 AND id = $2",
     );
-    let row: Option<DocumentRow> =
-        sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
+    let row: Option<DocumentRow> = sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(id)
+        .bind(scope.livemode())
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
@@ -118,12 +126,11 @@ pub struct ListFilter {
 /// One page of the account's records, newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<pb::PaymentRecord>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM payment_records WHERE account_id = ");
-    query.bind(account.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM payment_records WHERE ", scope);
     if let Some(after) = filter.created_after {
         query.filter(" AND created > ", after);
     }
@@ -140,15 +147,16 @@ pub async fn list(
 /// Inserts a new attempt of a record.
 pub async fn insert_attempt(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     doc: &pb::PaymentAttemptRecord,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO payment_attempt_records (id, account_id, payment_record, outcome, created, \
-           document) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO payment_attempt_records (id, account_id, livemode, payment_record, outcome, \
+           created, document) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(doc.id.as_str())
-    .bind(account)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(doc.payment_record.as_deref().unwrap_or_default())
     .bind(outcome_name(doc.outcome))
     .bind(doc.created)
@@ -161,17 +169,18 @@ pub async fn insert_attempt(
 /// Writes back a changed attempt (its record is locked by the caller).
 pub async fn update_attempt(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     doc: &pb::PaymentAttemptRecord,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE payment_attempt_records SET outcome = $3, document = $4 \
-         WHERE account_id = $1 AND id = $2",
+         WHERE account_id = $1 AND livemode = $5 AND id = $2",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(doc.id.as_str())
     .bind(outcome_name(doc.outcome))
     .bind(doc.encode_to_vec())
+    .bind(scope.livemode())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -181,15 +190,16 @@ pub async fn update_attempt(
 /// record's lock).
 pub async fn attempts_of(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     payment_record: &str,
 ) -> Result<Vec<pb::PaymentAttemptRecord>, StoreError> {
     let rows: Vec<DocumentRow> = sqlx::query_as(
         "SELECT document FROM payment_attempt_records \
-         WHERE account_id = $1 AND payment_record = $2 ORDER BY id",
+         WHERE account_id = $1 AND livemode = $3 AND payment_record = $2 ORDER BY id",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(payment_record)
+    .bind(scope.livemode())
     .fetch_all(&mut **tx)
     .await?;
     decode(rows)
@@ -198,27 +208,29 @@ pub async fn attempts_of(
 /// Reads one attempt of the account.
 pub async fn find_attempt(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     id: &str,
 ) -> Result<Option<pb::PaymentAttemptRecord>, StoreError> {
-    let row: Option<DocumentRow> =
-        sqlx::query_as("SELECT document FROM payment_attempt_records WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+    let row: Option<DocumentRow> = sqlx::query_as(
+        "SELECT document FROM payment_attempt_records WHERE account_id = $1 AND livemode = $3 AND id = $2",
+    )
+    .bind(scope.account())
+    .bind(id)
+    .bind(scope.livemode())
+    .fetch_optional(db.pool())
+    .await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
 /// One page of a record's attempts, newest first.
 pub async fn list_attempts(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     payment_record: &str,
     page: &PageRequest,
 ) -> Result<Page<pb::PaymentAttemptRecord>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM payment_attempt_records WHERE account_id = ");
-    query.bind(account.to_owned()).filter(" AND payment_record = ", payment_record.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM payment_attempt_records WHERE ", scope);
+    query.filter(" AND payment_record = ", payment_record.to_owned());
     page.push_sql(&mut query);
     let rows = query.fetch_all::<DocumentRow, _>(db.pool()).await?;
     Ok(page.finish(decode(rows)?))
@@ -230,18 +242,19 @@ pub async fn list_attempts(
 /// the reference (the unique constraint decides, so two racing reports cannot both take it).
 pub async fn insert_refund(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     payment_record: &str,
     refund: &pb::PaymentRecordReportedRefund,
 ) -> Result<bool, StoreError> {
     let amount = refund.amount.as_ref();
     let result = sqlx::query(
-        "INSERT INTO payment_record_refunds (account_id, refund_reference, payment_record, \
+        "INSERT INTO payment_record_refunds (account_id, livemode, refund_reference, payment_record, \
            payment_attempt_record, amount, currency, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (account_id, refund_reference) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (account_id, livemode, refund_reference) DO NOTHING",
     )
-    .bind(account)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(refund.refund_reference.as_str())
     .bind(payment_record)
     .bind(refund.payment_attempt_record.as_str())

@@ -2,6 +2,7 @@
 //! refunds they claim (`refunds`, `payment_record_refunds`). "Never linked for more than it
 //! refunded" is the column's CHECK, behind the claim rules applied under the refund's row lock.
 
+use settle_platform::Scope;
 use settle_platform::db::{Backend, DbBool, Tx};
 
 use super::StoreError;
@@ -108,7 +109,7 @@ macro_rules! select_claims {
     ($suffix:literal) => {
         concat!(
             "SELECT saga_id, credit_note, invoice, status, created, updated FROM refund_claims \
-             WHERE account_id = $1 AND saga_id = $2",
+             WHERE account_id = $1 AND livemode = $3 AND saga_id = $2",
             $suffix
         )
     };
@@ -117,72 +118,83 @@ macro_rules! select_claims {
 /// Records a saga's claims row unless the saga already has one. Returns whether it was inserted;
 /// `false` means the saga ran before (on PostgreSQL a concurrent insert of the same saga is waited
 /// for, so the row it made is visible to the caller's next statement).
-pub async fn insert_if_absent(tx: &mut Tx, account: &str, row: &ClaimsRow) -> Result<bool, StoreError> {
+pub async fn insert_if_absent(tx: &mut Tx, scope: &Scope, row: &ClaimsRow) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "INSERT INTO refund_claims (account_id, saga_id, credit_note, invoice, status, created, updated) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account_id, saga_id) DO NOTHING",
+        "INSERT INTO refund_claims (account_id, saga_id, credit_note, invoice, status, created, updated, livemode) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (account_id, saga_id) DO NOTHING",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(row.saga_id.as_str())
     .bind(row.credit_note.as_str())
     .bind(row.invoice.as_str())
     .bind(row.status.as_str())
     .bind(row.created)
     .bind(row.updated)
-    .execute(&mut **tx)
+    .bind(scope.livemode()).execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// The saga's claims row.
-pub async fn find<'e, E>(executor: E, account: &str, saga_id: &str) -> Result<Option<ClaimsRow>, StoreError>
+pub async fn find<'e, E>(executor: E, scope: &Scope, saga_id: &str) -> Result<Option<ClaimsRow>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    Ok(sqlx::query_as(select_claims!("")).bind(account).bind(saga_id).fetch_optional(executor).await?)
+    Ok(sqlx::query_as(select_claims!(""))
+        .bind(scope.account())
+        .bind(saga_id)
+        .bind(scope.livemode())
+        .fetch_optional(executor)
+        .await?)
 }
 
 /// The saga's claims row, locked until the transaction ends.
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
 ) -> Result<Option<ClaimsRow>, StoreError> {
     let sql = backend.pick(select_claims!(" FOR UPDATE"), select_claims!(""));
-    Ok(sqlx::query_as(sql).bind(account).bind(saga_id).fetch_optional(&mut **tx).await?)
+    Ok(sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(saga_id)
+        .bind(scope.livemode())
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 /// Moves the saga's claims to `status`.
 pub async fn set_status(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
     status: ClaimsStatus,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE refund_claims SET status = $3, updated = $4 WHERE account_id = $1 AND saga_id = $2")
-        .bind(account)
+    sqlx::query("UPDATE refund_claims SET status = $3, updated = $4 WHERE account_id = $1 AND livemode = $5 AND saga_id = $2")
+        .bind(scope.account())
         .bind(saga_id)
         .bind(status.as_str())
         .bind(now)
-        .execute(&mut **tx)
+        .bind(scope.livemode()).execute(&mut **tx)
         .await?;
     Ok(())
 }
 
 /// The saga's claimed refunds, in order.
-pub async fn items<'e, E>(executor: E, account: &str, saga_id: &str) -> Result<Vec<ItemRow>, StoreError>
+pub async fn items<'e, E>(executor: E, scope: &Scope, saga_id: &str) -> Result<Vec<ItemRow>, StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     Ok(sqlx::query_as(
         "SELECT ordinal, refund_type, refund, payment_record, refund_group, payment, amount, currency, \
            created_by_claim \
-         FROM refund_claim_items WHERE account_id = $1 AND saga_id = $2 ORDER BY ordinal",
+         FROM refund_claim_items WHERE account_id = $1 AND livemode = $3 AND saga_id = $2 ORDER BY ordinal",
     )
-    .bind(account)
+    .bind(scope.account())
     .bind(saga_id)
+    .bind(scope.livemode())
     .fetch_all(executor)
     .await?)
 }
@@ -190,16 +202,17 @@ where
 /// Records one claimed refund of the saga.
 pub async fn insert_item(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     saga_id: &str,
     item: &ItemRow,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO refund_claim_items (account_id, saga_id, ordinal, refund_type, refund, \
+        "INSERT INTO refund_claim_items (account_id, livemode, saga_id, ordinal, refund_type, refund, \
            payment_record, refund_group, payment, amount, currency, created_by_claim) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
-    .bind(account)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(saga_id)
     .bind(item.ordinal)
     .bind(item.refund_type.as_str())
@@ -232,22 +245,22 @@ pub struct LockedRefund {
 
 /// The payment a refund refunds, without locking anything (it never changes), or `None` when the
 /// account has no such refund. Callers lock the payment before the refund.
-pub async fn payment_of(tx: &mut Tx, account: &str, key: &RefundKey) -> Result<Option<String>, StoreError> {
+pub async fn payment_of(tx: &mut Tx, scope: &Scope, key: &RefundKey) -> Result<Option<String>, StoreError> {
     let query = match key {
-        RefundKey::Refund(id) => {
-            sqlx::query_scalar("SELECT payment_intent FROM refunds WHERE account_id = $1 AND id = $2")
-                .bind(account)
-                .bind(id.as_str())
-        }
+        RefundKey::Refund(id) => sqlx::query_scalar(
+            "SELECT payment_intent FROM refunds WHERE account_id = $1 AND livemode = $3 AND id = $2",
+        )
+        .bind(scope.account())
+        .bind(id.as_str()),
         RefundKey::RecordRefund { payment_record, refund_group } => sqlx::query_scalar(
             "SELECT payment_record FROM payment_record_refunds \
-             WHERE account_id = $1 AND payment_record = $2 AND refund_reference = $3",
+             WHERE account_id = $1 AND livemode = $4 AND payment_record = $2 AND refund_reference = $3",
         )
-        .bind(account)
+        .bind(scope.account())
         .bind(payment_record.as_str())
         .bind(refund_group.as_str()),
     };
-    Ok(query.fetch_optional(&mut **tx).await?)
+    Ok(query.bind(scope.livemode()).fetch_optional(&mut **tx).await?)
 }
 
 /// Reads a refund's money and locks its row until the transaction ends (SQLite's write
@@ -255,31 +268,31 @@ pub async fn payment_of(tx: &mut Tx, account: &str, key: &RefundKey) -> Result<O
 pub async fn lock(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     key: &RefundKey,
 ) -> Result<Option<LockedRefund>, StoreError> {
     let query = match key {
         RefundKey::Refund(id) => sqlx::query_as(backend.pick(
             "SELECT payment_intent AS payment, status, amount, amount_claimed, currency FROM refunds \
-             WHERE account_id = $1 AND id = $2 FOR UPDATE",
+             WHERE account_id = $1 AND livemode = $3 AND id = $2 FOR UPDATE",
             "SELECT payment_intent AS payment, status, amount, amount_claimed, currency FROM refunds \
-             WHERE account_id = $1 AND id = $2",
+             WHERE account_id = $1 AND livemode = $3 AND id = $2",
         ))
-        .bind(account)
+        .bind(scope.account())
         .bind(id.as_str()),
         RefundKey::RecordRefund { payment_record, refund_group } => sqlx::query_as(backend.pick(
             "SELECT payment_record AS payment, amount, amount_claimed, currency \
              FROM payment_record_refunds \
-             WHERE account_id = $1 AND payment_record = $2 AND refund_reference = $3 FOR UPDATE",
+             WHERE account_id = $1 AND livemode = $4 AND payment_record = $2 AND refund_reference = $3 FOR UPDATE",
             "SELECT payment_record AS payment, amount, amount_claimed, currency \
              FROM payment_record_refunds \
-             WHERE account_id = $1 AND payment_record = $2 AND refund_reference = $3",
+             WHERE account_id = $1 AND livemode = $4 AND payment_record = $2 AND refund_reference = $3",
         ))
-        .bind(account)
+        .bind(scope.account())
         .bind(payment_record.as_str())
         .bind(refund_group.as_str()),
     };
-    Ok(query.fetch_optional(&mut **tx).await?)
+    Ok(query.bind(scope.livemode()).fetch_optional(&mut **tx).await?)
 }
 
 /// What became of [`add_claimed`].
@@ -296,27 +309,27 @@ pub enum AddClaimed {
 /// backstop behind the caller's own check, made under the refund's row lock.
 pub async fn add_claimed(
     tx: &mut Tx,
-    account: &str,
+    scope: &Scope,
     key: &RefundKey,
     delta: i64,
 ) -> Result<AddClaimed, StoreError> {
     let query = match key {
         RefundKey::Refund(id) => sqlx::query(
-            "UPDATE refunds SET amount_claimed = amount_claimed + $3 WHERE account_id = $1 AND id = $2",
+            "UPDATE refunds SET amount_claimed = amount_claimed + $3 WHERE account_id = $1 AND livemode = $4 AND id = $2",
         )
-        .bind(account)
+        .bind(scope.account())
         .bind(id.as_str())
         .bind(delta),
         RefundKey::RecordRefund { payment_record, refund_group } => sqlx::query(
             "UPDATE payment_record_refunds SET amount_claimed = amount_claimed + $4 \
-             WHERE account_id = $1 AND payment_record = $2 AND refund_reference = $3",
+             WHERE account_id = $1 AND livemode = $5 AND payment_record = $2 AND refund_reference = $3",
         )
-        .bind(account)
+        .bind(scope.account())
         .bind(payment_record.as_str())
         .bind(refund_group.as_str())
         .bind(delta),
     };
-    match query.execute(&mut **tx).await {
+    match query.bind(scope.livemode()).execute(&mut **tx).await {
         Ok(done) if done.rows_affected() == 0 => Ok(AddClaimed::NoSuchRefund),
         Ok(_) => Ok(AddClaimed::Added),
         Err(sqlx::Error::Database(error)) if error.is_check_violation() => Ok(AddClaimed::OutOfRange),

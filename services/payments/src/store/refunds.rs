@@ -1,6 +1,7 @@
 //! The `refunds` table: the stored document plus the columns the list filters read.
 
 use prost::Message;
+use settle_platform::Scope;
 use settle_platform::db::{Backend, Db, Tx};
 use settle_platform::pagination::{Page, PageRequest, RangeColumn, push_range};
 use settle_platform::sql::SqlBuilder;
@@ -22,16 +23,16 @@ fn metadata_json(doc: &pb::Refund) -> String {
     serde_json::to_string(&doc.metadata).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// Inserts a new refund (Stripe's refund object has no `livemode`, so it is passed alongside).
-pub async fn insert(tx: &mut Tx, account: &str, livemode: bool, doc: &pb::Refund) -> Result<(), StoreError> {
+/// Inserts a new refund (Stripe's refund object has no `livemode`: the scope gives it).
+pub async fn insert(tx: &mut Tx, scope: &Scope, doc: &pb::Refund) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO refunds (id, account_id, livemode, payment_intent, charge, status, amount, \
            currency, reason, metadata, created, document) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(doc.id.as_str())
-    .bind(account)
-    .bind(livemode)
+    .bind(scope.account())
+    .bind(scope.livemode())
     .bind(doc.payment_intent.as_deref())
     .bind(doc.charge.as_deref())
     .bind(doc.status.and_then(status_from_pb).map_or("unknown", |s| s.as_str()))
@@ -48,23 +49,27 @@ pub async fn insert(tx: &mut Tx, account: &str, livemode: bool, doc: &pb::Refund
 
 /// Writes back a refund whose metadata changed (read with [`find_for_update`] in the same
 /// transaction); nothing else about a refund changes.
-pub async fn update_metadata(tx: &mut Tx, account: &str, doc: &pb::Refund) -> Result<(), StoreError> {
-    sqlx::query("UPDATE refunds SET metadata = $3, document = $4 WHERE account_id = $1 AND id = $2")
-        .bind(account)
-        .bind(doc.id.as_str())
-        .bind(metadata_json(doc))
-        .bind(doc.encode_to_vec())
-        .execute(&mut **tx)
-        .await?;
+pub async fn update_metadata(tx: &mut Tx, scope: &Scope, doc: &pb::Refund) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE refunds SET metadata = $3, document = $4 WHERE account_id = $1 AND livemode = $5 AND id = $2",
+    )
+    .bind(scope.account())
+    .bind(doc.id.as_str())
+    .bind(metadata_json(doc))
+    .bind(doc.encode_to_vec())
+    .bind(scope.livemode())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 /// Reads one refund of the account.
-pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<pb::Refund>, StoreError> {
+pub async fn find(db: &Db, scope: &Scope, id: &str) -> Result<Option<pb::Refund>, StoreError> {
     let row: Option<DocumentRow> =
-        sqlx::query_as("SELECT document FROM refunds WHERE account_id = $1 AND id = $2")
-            .bind(account)
+        sqlx::query_as("SELECT document FROM refunds WHERE account_id = $1 AND livemode = $3 AND id = $2")
+            .bind(scope.account())
             .bind(id)
+            .bind(scope.livemode())
             .fetch_optional(db.pool())
             .await?;
     Ok(decode(row.into_iter().collect())?.pop())
@@ -75,15 +80,19 @@ pub async fn find(db: &Db, account: &str, id: &str) -> Result<Option<pb::Refund>
 pub async fn find_for_update(
     tx: &mut Tx,
     backend: Backend,
-    account: &str,
+    scope: &Scope,
     id: &str,
 ) -> Result<Option<pb::Refund>, StoreError> {
     let sql = backend.pick(
-        "SELECT document FROM refunds WHERE account_id = $1 AND id = $2 FOR UPDATE",
-        "SELECT document FROM refunds WHERE account_id = $1 AND id = $2",
+        "SELECT document FROM refunds WHERE account_id = $1 AND livemode = $3 AND id = $2 FOR UPDATE",
+        "SELECT document FROM refunds WHERE account_id = $1 AND livemode = $3 AND id = $2",
     );
-    let row: Option<DocumentRow> =
-        sqlx::query_as(sql).bind(account).bind(id).fetch_optional(&mut **tx).await?;
+    let row: Option<DocumentRow> = sqlx::query_as(sql)
+        .bind(scope.account())
+        .bind(id)
+        .bind(scope.livemode())
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(decode(row.into_iter().collect())?.pop())
 }
 
@@ -98,12 +107,11 @@ pub struct ListFilter {
 /// One page of the account's refunds, newest first.
 pub async fn list(
     db: &Db,
-    account: &str,
+    scope: &Scope,
     filter: &ListFilter,
     page: &PageRequest,
 ) -> Result<Page<pb::Refund>, StoreError> {
-    let mut query = SqlBuilder::new("SELECT document FROM refunds WHERE account_id = ");
-    query.bind(account.to_owned());
+    let mut query = SqlBuilder::scoped("SELECT document FROM refunds WHERE ", scope);
     if let Some(payment_intent) = &filter.payment_intent {
         query.filter(" AND payment_intent = ", payment_intent.clone());
     }

@@ -588,9 +588,9 @@ backend_tests! {
             .await;
         assert!(over.is_err(), "the CHECK keeps amount_refunded within amount_guaranteed");
         let reused = sqlx::query(
-            "INSERT INTO payment_record_refunds (account_id, refund_reference, payment_record, \
+            "INSERT INTO payment_record_refunds (account_id, livemode, refund_reference, payment_record, \
                payment_attempt_record, amount, currency, created) \
-             SELECT account_id, refund_reference, payment_record, payment_attempt_record, 1, currency, created \
+             SELECT account_id, livemode, refund_reference, payment_record, payment_attempt_record, 1, currency, created \
              FROM payment_record_refunds WHERE refund_reference = 'db-ref'",
         )
         .execute(db.pool())

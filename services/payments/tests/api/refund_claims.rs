@@ -160,7 +160,10 @@ async fn get(app: &TestApp, saga_id: &str) -> Result<pb::RefundClaims, Status> {
 async fn amount_claimed(app: &TestApp, key: &RefundKey) -> i64 {
     let db = Db::connect(app.database.url(), &PoolSettings::default()).await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    let locked = claims_store::lock(&mut tx, db.backend(), DEV_ACCOUNT, key).await.unwrap().unwrap();
+    let locked = claims_store::lock(&mut tx, db.backend(), &settle_platform::Scope::test(DEV_ACCOUNT), key)
+        .await
+        .unwrap()
+        .unwrap();
     tx.rollback().await.unwrap();
     db.close().await;
     locked.amount_claimed
@@ -449,7 +452,7 @@ backend_tests! {
             (record_key.clone(), 700, AddClaimed::Added),
         ] {
             let mut tx = db.begin().await.unwrap();
-            assert_eq!(claims_store::add_claimed(&mut tx, DEV_ACCOUNT, &key, delta).await.unwrap(), expected, "{key:?} {delta}");
+            assert_eq!(claims_store::add_claimed(&mut tx, &settle_platform::Scope::test(DEV_ACCOUNT), &key, delta).await.unwrap(), expected, "{key:?} {delta}");
             tx.rollback().await.unwrap();
         }
         db.close().await;

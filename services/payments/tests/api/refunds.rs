@@ -49,7 +49,10 @@ async fn all_of_intent(app: &TestApp, id: &str) -> Vec<pb::Refund> {
 async fn amount_refunded(app: &TestApp, id: &str) -> i64 {
     let db = Db::connect(app.database.url(), &PoolSettings::default()).await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    let refunded = intents_store::amount_refunded(&mut tx, DEV_ACCOUNT, id).await.unwrap().unwrap();
+    let refunded = intents_store::amount_refunded(&mut tx, &settle_platform::Scope::test(DEV_ACCOUNT), id)
+        .await
+        .unwrap()
+        .unwrap();
     tx.rollback().await.unwrap();
     db.close().await;
     refunded
@@ -444,11 +447,11 @@ backend_tests! {
         let intent = app.create(confirmed(1_000, "pm_card_visa")).await;
         let db = Db::connect(app.database.url(), &PoolSettings::default()).await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        assert_eq!(intents_store::add_refunded(&mut tx, DEV_ACCOUNT, &intent.id, 1_001).await.unwrap(), AddRefunded::OverReceived);
+        assert_eq!(intents_store::add_refunded(&mut tx, &settle_platform::Scope::test(DEV_ACCOUNT), &intent.id, 1_001).await.unwrap(), AddRefunded::OverReceived);
         drop(tx);
         let mut tx = db.begin().await.unwrap();
-        assert_eq!(intents_store::add_refunded(&mut tx, DEV_ACCOUNT, "pi_missing", 1).await.unwrap(), AddRefunded::NoSuchIntent);
-        assert_eq!(intents_store::add_refunded(&mut tx, DEV_ACCOUNT, &intent.id, 1_000).await.unwrap(), AddRefunded::Added);
+        assert_eq!(intents_store::add_refunded(&mut tx, &settle_platform::Scope::test(DEV_ACCOUNT), "pi_missing", 1).await.unwrap(), AddRefunded::NoSuchIntent);
+        assert_eq!(intents_store::add_refunded(&mut tx, &settle_platform::Scope::test(DEV_ACCOUNT), &intent.id, 1_000).await.unwrap(), AddRefunded::Added);
         tx.commit().await.unwrap();
         db.close().await;
         assert_eq!(amount_refunded(&app, &intent.id).await, 1_000);

@@ -41,8 +41,7 @@ async fn post_balance(
         return Ok(());
     }
     let posting = Posting {
-        account: ctx.account(),
-        livemode: op.doc.livemode,
+        scope: ctx.scope(),
         customer: &op.doc.customer,
         currency: &op.doc.currency,
         amount: amount.get(),
@@ -84,13 +83,13 @@ pub(crate) async fn finalize(
             status.as_str()
         )));
     }
-    let (account, backend) = (ctx.account(), state.db.backend());
+    let (scope, backend) = (ctx.scope(), state.db.backend());
     if op.doc.number.is_none() {
-        op.doc.number = Some(invoice_numbers::next(&mut op.tx, backend, account, &op.doc.customer).await?);
+        op.doc.number = Some(invoice_numbers::next(&mut op.tx, backend, scope, &op.doc.customer).await?);
     }
     // Locked until commit: the balance applied is the balance the posting below moves.
     op.doc.starting_balance =
-        balance::lock(&mut op.tx, backend, account, &op.doc.customer, &op.doc.currency).await?;
+        balance::lock(&mut op.tx, backend, scope, &op.doc.customer, &op.doc.currency).await?;
     set_status(&mut op.doc, InvoiceStatus::Open);
     transitions(&mut op.doc).finalized_at = Some(now);
     op.doc.effective_at.get_or_insert(now);
@@ -155,8 +154,8 @@ pub(crate) async fn void(
     now: i64,
 ) -> Result<(), ApiError> {
     let attached = Attached {
-        payments: invoice_payments::has_live(&mut op.tx, ctx.account(), &op.doc.id).await?,
-        credits: invoice_credits::has_live(&mut *op.tx, ctx.account(), &op.doc.id).await?,
+        payments: invoice_payments::has_live(&mut op.tx, ctx.scope(), &op.doc.id).await?,
+        credits: invoice_credits::has_live(&mut *op.tx, ctx.scope(), &op.doc.id).await?,
     };
     check_void(&op.doc, attached)?;
     let amounts = recompute(&mut op.doc)?;
@@ -233,7 +232,7 @@ pub(crate) async fn pay_out_of_band(
         // Finalizing left nothing to pay.
         return Ok(());
     }
-    if invoice_payments::has_open_default(&mut op.tx, ctx.account(), &op.doc.id).await? {
+    if invoice_payments::has_open_default(&mut op.tx, ctx.scope(), &op.doc.id).await? {
         return Err(state_unsupported(
             "This invoice's default payment is still processing; wait for it to settle.",
         ));

@@ -153,8 +153,8 @@ pub(crate) async fn add_lines(
     now: i64,
 ) -> Result<(), ApiError> {
     require_draft(op.status()?)?;
-    let account = ctx.account();
-    let mut lines = invoice_lines::all(&mut op.tx, account, &op.doc.id).await?;
+    let scope = ctx.scope();
+    let mut lines = invoice_lines::all(&mut op.tx, scope, &op.doc.id).await?;
     check_line_count("lines", lines.len() + req.lines.len())?;
     for (i, params) in req.lines.iter().enumerate() {
         let prefix = format!("lines[{i}]");
@@ -184,7 +184,7 @@ pub(crate) async fn add_lines(
                     period,
                 )?;
                 item.invoice = Some(op.doc.id.clone());
-                invoice_items::update(&mut op.tx, account, &item).await?;
+                invoice_items::update(&mut op.tx, scope, &item).await?;
                 item
             }
             None => {
@@ -209,14 +209,14 @@ pub(crate) async fn add_lines(
                     details,
                     fields,
                 )?;
-                invoice_items::insert(&mut op.tx, account, &item).await?;
+                invoice_items::insert(&mut op.tx, scope, &item).await?;
                 op.append(state, ctx, "invoiceitem.created", &item.id, &item).await?;
                 item
             }
         };
-        let taxes = charges::taxes(&mut op.tx, account, &params.tax_amounts).await?;
+        let taxes = charges::taxes(&mut op.tx, scope, &params.tax_amounts).await?;
         let line = line_for(&item, &IdPrefix::InvoiceLine.generate(), taxes);
-        invoice_lines::insert(&mut op.tx, account, &line).await?;
+        invoice_lines::insert(&mut op.tx, scope, &line).await?;
         lines.push(line);
     }
     finish(op, &lines, &req.invoice_metadata)
@@ -235,7 +235,7 @@ async fn pending_item(
     if !IdPrefix::InvoiceItem.matches(id) {
         return Err(missing());
     }
-    let item = invoice_items::find_for_update(&mut op.tx, state.db.backend(), ctx.account(), id)
+    let item = invoice_items::find_for_update(&mut op.tx, state.db.backend(), ctx.scope(), id)
         .await?
         .ok_or_else(missing)?;
     let refuse = |reason, message: String| {
@@ -292,8 +292,8 @@ pub(crate) async fn update_lines(
     req: &pb::UpdateLinesRequest,
 ) -> Result<(), ApiError> {
     require_draft(op.status()?)?;
-    let account = ctx.account();
-    let mut lines = invoice_lines::all(&mut op.tx, account, &op.doc.id).await?;
+    let scope = ctx.scope();
+    let mut lines = invoice_lines::all(&mut op.tx, scope, &op.doc.id).await?;
     for (i, params) in req.lines.iter().enumerate() {
         let prefix = format!("lines[{i}]");
         reject_lists(
@@ -319,7 +319,7 @@ pub(crate) async fn update_lines(
         }
         let at = find_line(&lines, &params.id, &field(&prefix, "id"))?;
         let item_id = model_lines::item_of(&lines[at]).unwrap_or_default().to_owned();
-        let mut item = invoice_items::find_for_update(&mut op.tx, state.db.backend(), account, &item_id)
+        let mut item = invoice_items::find_for_update(&mut op.tx, state.db.backend(), scope, &item_id)
             .await?
             .ok_or_else(|| ApiError::not_found(IdPrefix::InvoiceItem, &item_id, &field(&prefix, "id")))?;
         charge.apply(&prefix, &mut item)?;
@@ -331,13 +331,13 @@ pub(crate) async fn update_lines(
             &params.metadata,
             period,
         )?;
-        invoice_items::update(&mut op.tx, account, &item).await?;
+        invoice_items::update(&mut op.tx, scope, &item).await?;
         let taxes = match &params.tax_amounts {
-            Some(taxes) => charges::taxes(&mut op.tx, account, &taxes.values).await?,
+            Some(taxes) => charges::taxes(&mut op.tx, scope, &taxes.values).await?,
             None => std::mem::take(&mut lines[at].taxes),
         };
         lines[at] = line_for(&item, &params.id, taxes);
-        invoice_lines::update(&mut op.tx, account, &lines[at]).await?;
+        invoice_lines::update(&mut op.tx, scope, &lines[at]).await?;
     }
     finish(op, &lines, &req.invoice_metadata)
 }
@@ -351,8 +351,8 @@ pub(crate) async fn remove_lines(
     req: &pb::RemoveLinesRequest,
 ) -> Result<(), ApiError> {
     require_draft(op.status()?)?;
-    let account = ctx.account();
-    let mut lines = invoice_lines::all(&mut op.tx, account, &op.doc.id).await?;
+    let scope = ctx.scope();
+    let mut lines = invoice_lines::all(&mut op.tx, scope, &op.doc.id).await?;
     for (i, params) in req.lines.iter().enumerate() {
         let prefix = format!("lines[{i}]");
         let delete = match pb::InvoiceLineRemoveBehavior::try_from(params.behavior) {
@@ -364,19 +364,19 @@ pub(crate) async fn remove_lines(
             return Err(ApiError::missing_param(&field(&prefix, "id")));
         }
         let line = lines.remove(find_line(&lines, &params.id, &field(&prefix, "id"))?);
-        invoice_lines::delete(&mut op.tx, account, &line.id).await?;
+        invoice_lines::delete(&mut op.tx, scope, &line.id).await?;
         let item_id = model_lines::item_of(&line).unwrap_or_default();
         let Some(mut item) =
-            invoice_items::find_for_update(&mut op.tx, state.db.backend(), account, item_id).await?
+            invoice_items::find_for_update(&mut op.tx, state.db.backend(), scope, item_id).await?
         else {
             continue;
         };
         if delete {
-            invoice_items::delete(&mut op.tx, account, &item.id).await?;
+            invoice_items::delete(&mut op.tx, scope, &item.id).await?;
             op.append(state, ctx, "invoiceitem.deleted", &item.id, &item).await?;
         } else {
             item.invoice = None;
-            invoice_items::update(&mut op.tx, account, &item).await?;
+            invoice_items::update(&mut op.tx, scope, &item).await?;
         }
     }
     finish(op, &lines, &req.invoice_metadata)

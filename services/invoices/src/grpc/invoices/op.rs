@@ -5,6 +5,7 @@
 
 use prost::{Message, Name};
 use settle_platform::ApiError;
+use settle_platform::Scope;
 use settle_platform::context::RequestContext;
 use settle_platform::db::Tx;
 use settle_platform::idempotency::{self, Claim, Pending};
@@ -60,10 +61,10 @@ impl Expand {
 /// The invoice's embedded `lines` list: its first lines.
 pub(crate) async fn embedded_lines(
     conn: &mut AnyConnection,
-    account: &str,
+    scope: &Scope,
     invoice: &str,
 ) -> Result<pb::InvoiceLineItemList, ApiError> {
-    let (data, has_more) = invoice_lines::first(&mut *conn, account, invoice, EMBEDDED_LINES).await?;
+    let (data, has_more) = invoice_lines::first(&mut *conn, scope, invoice, EMBEDDED_LINES).await?;
     Ok(pb::InvoiceLineItemList {
         data,
         has_more,
@@ -76,14 +77,14 @@ pub(crate) async fn embedded_lines(
 /// customer's current balance as `starting_balance` (Stripe's definition while a draft).
 pub(crate) async fn render(
     conn: &mut AnyConnection,
-    account: &str,
+    scope: &Scope,
     mut doc: pb::Invoice,
 ) -> Result<pb::Invoice, ApiError> {
     if model::status(&doc)? == InvoiceStatus::Draft {
-        doc.starting_balance = balance::current(&mut *conn, account, &doc.customer, &doc.currency).await?;
+        doc.starting_balance = balance::current(&mut *conn, scope, &doc.customer, &doc.currency).await?;
         model::recompute(&mut doc)?;
     }
-    doc.lines = Some(embedded_lines(conn, account, &doc.id).await?);
+    doc.lines = Some(embedded_lines(conn, scope, &doc.id).await?);
     Ok(doc)
 }
 
@@ -95,7 +96,7 @@ pub(crate) async fn respond(
     doc: pb::Invoice,
     expand: Expand,
 ) -> Result<pb::Invoice, ApiError> {
-    let doc = render(&mut *conn, ctx.account(), doc).await?;
+    let doc = render(&mut *conn, ctx.scope(), doc).await?;
     expand_rendered(state, ctx, conn, doc, expand).await
 }
 
@@ -110,7 +111,7 @@ async fn expand_rendered(
 ) -> Result<pb::Invoice, ApiError> {
     if expand.payments {
         let (data, has_more) =
-            invoice_payments::for_invoice(&mut *conn, ctx.account(), &doc.id, EMBEDDED_PAYMENTS).await?;
+            invoice_payments::for_invoice(&mut *conn, ctx.scope(), &doc.id, EMBEDDED_PAYMENTS).await?;
         doc.payments = Some(pb::InvoicePaymentList {
             data,
             has_more,
@@ -193,10 +194,10 @@ impl InvoiceOp {
             Claim::Replay(stored) => return Ok(Begun::Replay(stored)),
             Claim::Fresh(pending) => pending,
         };
-        let doc = invoices::find_for_update(&mut tx, state.db.backend(), ctx.account(), id)
+        let doc = invoices::find_for_update(&mut tx, state.db.backend(), ctx.scope(), id)
             .await?
             .ok_or_else(not_found)?;
-        let lines_before = Some(embedded_lines(&mut tx, ctx.account(), id).await?);
+        let lines_before = Some(embedded_lines(&mut tx, ctx.scope(), id).await?);
         Ok(Begun::Fresh(Box::new(InvoiceOp {
             tx,
             pending: Some(pending),
@@ -313,10 +314,10 @@ impl InvoiceOp {
         state: &AppState,
         ctx: &RequestContext,
     ) -> Result<pb::DeletedInvoice, ApiError> {
-        let account = ctx.account();
-        let rendered = render(&mut self.tx, account, self.doc.clone()).await?;
-        invoice_lines::delete_for_invoice(&mut self.tx, account, &self.doc.id).await?;
-        invoices::delete(&mut self.tx, account, &self.doc.id).await?;
+        let scope = ctx.scope();
+        let rendered = render(&mut self.tx, scope, self.doc.clone()).await?;
+        invoice_lines::delete_for_invoice(&mut self.tx, scope, &self.doc.id).await?;
+        invoices::delete(&mut self.tx, scope, &self.doc.id).await?;
         outbox::append(
             &mut self.tx,
             state.db.backend(),
@@ -340,16 +341,16 @@ impl InvoiceOp {
         state: &AppState,
         ctx: &RequestContext,
     ) -> Result<Option<pb::Invoice>, ApiError> {
-        let account = ctx.account();
+        let scope = ctx.scope();
         match &self.before {
-            None => invoices::insert(&mut self.tx, account, &self.doc).await?,
-            Some(before) if *before != self.doc => invoices::update(&mut self.tx, account, &self.doc).await?,
+            None => invoices::insert(&mut self.tx, scope, &self.doc).await?,
+            Some(before) if *before != self.doc => invoices::update(&mut self.tx, scope, &self.doc).await?,
             Some(_) => {}
         }
         if self.events.is_empty() {
             return Ok(None);
         }
-        let rendered = render(&mut self.tx, account, self.doc.clone()).await?;
+        let rendered = render(&mut self.tx, scope, self.doc.clone()).await?;
         let origin = EventOrigin::from(ctx);
         for event in std::mem::take(&mut self.events) {
             let previous = match (event, &self.before) {
