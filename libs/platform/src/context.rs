@@ -28,8 +28,16 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// Reads the context the platform layers attached to `request`.
-    pub fn of<T>(request: &Request<T>) -> Result<Self, ApiError> {
+    /// Reads the context the platform layers attached to `request`, after holding the message to
+    /// the contracts' limits ([`crate::request_limits`]): every handler starts here, so no request
+    /// reaches a store with a NUL character, an over-long string or too many entries.
+    pub fn of<T: prost::Message + prost::Name>(request: &Request<T>) -> Result<Self, ApiError> {
+        crate::request_limits::check(request.get_ref())?;
+        Self::of_unchecked(request)
+    }
+
+    /// Reads the context without checking the message (for messages outside the contracts).
+    pub fn of_unchecked<T>(request: &Request<T>) -> Result<Self, ApiError> {
         let principal = request.extensions().get::<Principal>().cloned().ok_or_else(|| {
             // Only reachable if a service is mounted without the auth layer: a wiring bug.
             ApiError::new(tonic::Code::Unauthenticated, ErrorReason::ApiKeyMissing, "Not authenticated.")
@@ -78,7 +86,7 @@ mod tests {
         let mut request = Request::new(());
         request.extensions_mut().insert(Principal::new("acct_a", false, false));
         request.metadata_mut().insert(IDEMPOTENCY_HEADER, "key-1".parse().unwrap());
-        let ctx = RequestContext::of(&request).unwrap();
+        let ctx = RequestContext::of_unchecked(&request).unwrap();
         assert_eq!(ctx.account(), "acct_a");
         assert_eq!(ctx.idempotency_key.as_deref(), Some("key-1"));
     }
@@ -94,6 +102,6 @@ mod tests {
     #[test]
     fn unauthenticated_requests_have_no_context() {
         let request = Request::new(());
-        assert!(RequestContext::of(&request).is_err());
+        assert!(RequestContext::of_unchecked(&request).is_err());
     }
 }

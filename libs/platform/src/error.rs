@@ -65,7 +65,7 @@ impl ApiError {
         ApiError {
             code: Code::NotFound,
             reason: ErrorReason::ResourceMissing,
-            message: format!("No such {}: '{id}'", kind.object_name()),
+            message: format!("No such {}: '{}'", kind.object_name(), shown(id)),
             field_violations: vec![(field.to_owned(), format!("No such {}", kind.object_name()))],
         }
     }
@@ -132,6 +132,36 @@ impl fmt::Display for ApiError {
 
 impl StdError for ApiError {}
 
+/// The longest error message a client is sent, and the longest field name or description.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+const MAX_FIELD_CHARS: usize = 200;
+
+/// Longest client input an error message quotes.
+const MAX_SHOWN_CHARS: usize = 64;
+
+/// `value` as an error message may quote it: control characters replaced, and cut after
+/// [`MAX_SHOWN_CHARS`] characters, so no message echoes unbounded or unprintable input.
+pub fn shown(value: &str) -> String {
+    let mut out: String =
+        value.chars().take(MAX_SHOWN_CHARS).map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
+    if value.chars().nth(MAX_SHOWN_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// `text` cut to `max` characters (the last one an ellipsis).
+fn bounded(text: String, max: usize) -> String {
+    if text.len() <= max || text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The one mapping of errors to gRPC statuses: code, message, `ErrorInfo` with the reason and
+/// `BadRequest` with the fields. Every text is bounded, whatever a handler put in it.
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
         let mut details = ErrorDetails::with_error_info(
@@ -144,11 +174,17 @@ impl From<ApiError> for Status {
                 error
                     .field_violations
                     .into_iter()
-                    .map(|(field, description)| tonic_types::FieldViolation::new(field, description))
+                    .take(16)
+                    .map(|(field, description)| {
+                        tonic_types::FieldViolation::new(
+                            bounded(field, MAX_FIELD_CHARS),
+                            bounded(description, MAX_MESSAGE_CHARS),
+                        )
+                    })
                     .collect::<Vec<_>>(),
             );
         }
-        Status::with_error_details(error.code, error.message, details)
+        Status::with_error_details(error.code, bounded(error.message, MAX_MESSAGE_CHARS), details)
     }
 }
 
@@ -156,6 +192,19 @@ impl From<ApiError> for Status {
 /// anything else INTERNAL.
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Encode(inner) = &error
+            && let Some(too_large) = inner.downcast_ref::<crate::outbox::ObjectTooLarge>()
+        {
+            return ApiError::invalid_param(
+                "request",
+                ErrorReason::ParameterInvalid,
+                format!(
+                    "The object would be larger than the {} KiB an object may have ({} KiB); send fewer or shorter values.",
+                    crate::outbox::MAX_OBJECT_BYTES / 1024,
+                    too_large.size / 1024
+                ),
+            );
+        }
         if is_transient(&error) {
             ApiError::unavailable("The database is unavailable", &error)
         } else {
@@ -227,6 +276,20 @@ mod tests {
         assert_eq!(e.code, Code::NotFound);
         assert_eq!(e.reason_code(), "resource_missing");
         assert_eq!(e.message, "No such payment_intent: 'pi_123'");
+    }
+
+    #[test]
+    fn no_error_text_echoes_unbounded_or_unprintable_input() {
+        let hostile = format!("pi_{}\0\n", "a".repeat(100_000));
+        let e = ApiError::not_found(IdPrefix::PaymentIntent, &hostile, "id");
+        assert!(e.message.chars().count() < 120 && !e.message.contains(['\0', '\n']), "{}", e.message);
+        let status: Status =
+            ApiError::invalid_param(&"f".repeat(10_000), ErrorReason::ParameterInvalid, "m".repeat(10_000))
+                .into();
+        assert!(status.message().chars().count() <= MAX_MESSAGE_CHARS);
+        let details = tonic_types::StatusExt::get_error_details(&status);
+        let violations = details.bad_request().map(|b| b.field_violations.clone()).unwrap_or_default();
+        assert!(violations.iter().all(|v| v.field.chars().count() <= 200 && v.description.chars().count() <= MAX_MESSAGE_CHARS));
     }
 
     #[test]

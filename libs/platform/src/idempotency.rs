@@ -171,6 +171,11 @@ impl Pending {
         let Some(claimed) = self.claimed else {
             return Ok(());
         };
+        let response = response.encode_to_vec();
+        if response.len() > crate::outbox::MAX_OBJECT_BYTES {
+            let too_large = crate::outbox::ObjectTooLarge { size: response.len() };
+            return Err(sqlx::Error::Encode(Box::new(too_large)).into());
+        }
         let now = now_unix();
         // An expired row with the same key is overwritten; a live one means a concurrent request
         // with the key committed first, and this one must not take effect.
@@ -186,7 +191,7 @@ impl Pending {
         .bind(claimed.key.as_str())
         .bind(claimed.method)
         .bind(claimed.fingerprint)
-        .bind(response.encode_to_vec())
+        .bind(response)
         .bind(now)
         .bind(now - KEY_TTL_SECONDS)
         .bind(claimed.scope.livemode())

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pagination;
 pub mod proto_json;
+pub mod request_limits;
 pub mod scope;
 pub mod search;
 pub mod server;

@@ -92,7 +92,21 @@ impl From<&RequestContext> for EventOrigin {
     }
 }
 
-/// Appends one event to the outbox inside `tx`. Returns the event id (`evt_…`).
+/// The largest object an event may carry (encoded). Request limits keep every object far below
+/// it; this is the backstop that keeps any event readable by every consumer (their clients decode
+/// responses of many times this size), so one oversized object can never stall a stream.
+pub const MAX_OBJECT_BYTES: usize = 1024 * 1024;
+
+/// An object too large to be stored or sent as an event: the change is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the object would be {size} bytes, more than the {MAX_OBJECT_BYTES} an object may have")]
+pub struct ObjectTooLarge {
+    pub size: usize,
+}
+
+/// Appends one event to the outbox inside `tx`. Returns the event id (`evt_…`). An object larger
+/// than [`MAX_OBJECT_BYTES`] is refused with [`ObjectTooLarge`] (as `sqlx::Error::Encode`), and
+/// the caller's transaction must not commit.
 ///
 /// `object` is the object as it is after the change; `previous_attributes` (for `*.updated`) holds
 /// the changed fields' old values. The caller commits `tx` and then calls [`EventHub::committed`].
@@ -105,8 +119,13 @@ pub async fn append<M: Message + Name>(
     object: &M,
     previous_attributes: Option<&serde_json::Value>,
 ) -> Result<String, sqlx::Error> {
-    let id = IdPrefix::Event.generate();
+    let data = object.encode_to_vec();
     let previous = previous_attributes.map(serde_json::Value::to_string);
+    let size = data.len() + previous.as_ref().map_or(0, String::len);
+    if size > MAX_OBJECT_BYTES {
+        return Err(sqlx::Error::Encode(Box::new(ObjectTooLarge { size })));
+    }
+    let id = IdPrefix::Event.generate();
     let traceparent = crate::telemetry::current_traceparent();
     let insert = match backend {
         // One round trip: number the event within its object and insert it.
@@ -146,7 +165,7 @@ pub async fn append<M: Message + Name>(
         .bind(event_type)
         .bind(object_id)
         .bind(M::type_url())
-        .bind(object.encode_to_vec())
+        .bind(data)
         .bind(previous)
         .bind(origin.request_id.as_deref())
         .bind(origin.idempotency_key.as_deref())

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use settle_proto::common::v1::ErrorReason;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::ids::IdPrefix;
 
 /// Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500, no `[` or `]`.
@@ -18,7 +18,8 @@ pub fn metadata(field: &str, metadata: &BTreeMap<String, String>) -> Result<(), 
         ));
     }
     for (key, value) in metadata {
-        let name = format!("{field}[{key}]");
+        // Stripe names the key; a long one is shown cut.
+        let name = format!("{field}[{}]", shown(key));
         if key.is_empty() || key.chars().count() > 40 || key.contains(['[', ']']) {
             return Err(ApiError::invalid_param(
                 &name,
@@ -67,7 +68,7 @@ pub fn customer_id(field: &str, value: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid_param(
             field,
             ErrorReason::ParameterInvalid,
-            format!("Invalid customer id {value:?}: expected cus_…"),
+            format!("Invalid customer id {:?}: expected cus_…", shown(value)),
         ));
     }
     Ok(())
@@ -85,7 +86,11 @@ pub fn id(field: &str, value: &str, kind: IdPrefix) -> Result<(), ApiError> {
         Err(ApiError::invalid_param(
             field,
             ErrorReason::ParameterInvalid,
-            format!("Invalid {field} {value:?}: expected the id of a {} ({kind}…).", kind.object_name()),
+            format!(
+                "Invalid {field} {:?}: expected the id of a {} ({kind}…).",
+                shown(value),
+                kind.object_name()
+            ),
         ))
     }
 }
@@ -103,7 +108,7 @@ pub fn email(field: &str, value: &str) -> Result<(), ApiError> {
         Err(ApiError::invalid_param(
             field,
             ErrorReason::ParameterInvalid,
-            format!("Invalid email address: {value}"),
+            format!("Invalid email address: {}", shown(value)),
         ))
     }
 }
@@ -172,6 +177,10 @@ mod tests {
             metadata("metadata", &m).unwrap_err().field_violations[0].0,
             format!("metadata[{}]", "k".repeat(41))
         );
+        // A key too long to be one is shown cut, never whole.
+        let huge: BTreeMap<_, _> = [("k".repeat(10_000), String::new())].into();
+        let name = metadata("metadata", &huge).unwrap_err().field_violations[0].0.clone();
+        assert!(name.len() < 100, "{name}");
         let many: BTreeMap<_, _> = (0..51).map(|i| (i.to_string(), String::new())).collect();
         assert!(metadata("metadata", &many).is_err());
     }

@@ -194,6 +194,24 @@ backend_tests! {
             assert_eq!(per_object, vec![1, 2, 3], "{object} numbered 1, 2, 3 in stream order");
         }
     };
+
+    an_object_too_large_for_an_event_is_refused_not_stored => |database: TestDatabase| async move {
+        let db = connect(&database).await;
+        let origin = EventOrigin { scope: settle_platform::Scope::test("acct_a"), ..Default::default() };
+        let mut tx = db.begin().await.unwrap();
+        let huge = request(&"x".repeat(outbox::MAX_OBJECT_BYTES + 1));
+        let error = outbox::append(&mut tx, db.backend(), &origin, "widget.created", "wid_huge", &huge, None).await.unwrap_err();
+        let refusal = settle_platform::ApiError::from(error);
+        assert_eq!((refusal.code, refusal.reason_code().as_str()), (Code::InvalidArgument, "parameter_invalid"));
+        assert!(refusal.message.len() < 200);
+        tx.rollback().await.unwrap();
+        let fits = request(&"x".repeat(outbox::MAX_OBJECT_BYTES - 16));
+        let mut tx = db.begin().await.unwrap();
+        outbox::append(&mut tx, db.backend(), &origin, "widget.created", "wid_fits", &fits, None).await.unwrap();
+        tx.commit().await.unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox_events").fetch_one(db.pool()).await.unwrap();
+        assert_eq!(count, 1);
+    };
 }
 
 /// PostgreSQL only: a transaction that inserted first but commits last is numbered last, because

@@ -54,6 +54,36 @@ fn state_from_pb(state: pb::SagaState) -> Option<SagaState> {
 }
 
 /// Renders a saga for the API (lease times in seconds, like every other timestamp).
+/// What a client is told of a step's last error: its kind (`database`, `peer unavailable`), never
+/// the database's or a peer's own text, which can name hosts, tables and other tenants' values
+/// (the full text is in the service's log, under the saga's id).
+fn public_error(error: &str) -> String {
+    let kind = error.split(':').next().unwrap_or_default().trim();
+    let plain = !kind.is_empty()
+        && kind.len() <= 40
+        && kind.chars().all(|c| c.is_ascii_alphanumeric() || " _-".contains(c));
+    if plain { kind.to_owned() } else { "step failed".to_owned() }
+}
+
+/// The replica holding a lease, as an opaque tag: enough to tell replicas apart, without
+/// publishing pod or host names.
+fn public_holder(holder: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(holder.as_bytes());
+    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("replica_{tag}")
+}
+
+/// How a saga ended, as a client may see it: its reason and refusal message, bounded; an
+/// internal failure says only that.
+fn public_failure(failure: &crate::record::SagaFailure) -> String {
+    if failure.reason == settle_platform::error::reason_code(ErrorReason::InternalError) {
+        return format!("{}: see the service log", failure.reason);
+    }
+    let message: String = failure.message.chars().take(300).collect();
+    format!("{}: {message}", failure.reason)
+}
+
 pub fn render(saga: &Saga) -> pb::Saga {
     let live = !saga.state.is_terminal();
     pb::Saga {
@@ -65,9 +95,10 @@ pub fn render(saga: &Saga) -> pb::Saga {
         attempts: saga.attempts,
         last_error: saga
             .last_error
-            .clone()
-            .or_else(|| saga.failure.as_ref().map(|f| format!("{}: {}", f.reason, f.message))),
-        lease_holder: if live { saga.lease_holder.clone() } else { None },
+            .as_deref()
+            .map(public_error)
+            .or_else(|| saga.failure.as_ref().map(public_failure)),
+        lease_holder: if live { saga.lease_holder.as_deref().map(public_holder) } else { None },
         lease_expires_at: live.then_some(saga.lease_expires_at / 1000),
         subjects: saga.subjects.clone().into_iter().collect(),
         idempotency_key: saga.idempotency_key.clone(),
@@ -139,5 +170,32 @@ mod tests {
         assert_eq!(kind_to_pb("attach_payment"), pb::SagaKind::AttachPayment);
         assert_eq!(kind_from_pb(pb::SagaKind::IssueCreditNote).as_deref(), Some("issue_credit_note"));
         assert_eq!(kind_to_pb("nonsense"), pb::SagaKind::Unspecified);
+    }
+
+    #[test]
+    fn errors_and_holders_are_shown_without_internal_detail() {
+        assert_eq!(public_error("peer unavailable"), "peer unavailable");
+        assert_eq!(
+            public_error(
+                "database: error returned from database: relation \"sagas\" does not exist at db-7.internal"
+            ),
+            "database"
+        );
+        assert_eq!(public_error("\"quoted\" host-name.internal:5432 refused"), "step failed");
+        let holder = public_holder("invoices-7d9f8-pod-xk2:4f1c");
+        assert!(holder.starts_with("replica_") && !holder.contains("pod"), "{holder}");
+        assert_eq!(holder, public_holder("invoices-7d9f8-pod-xk2:4f1c"));
+        let internal = crate::record::SagaFailure {
+            code: tonic::Code::Internal,
+            reason: "internal_error".into(),
+            message: "saga data unreadable: expected value at line 1".into(),
+        };
+        assert_eq!(public_failure(&internal), "internal_error: see the service log");
+        let refused = crate::record::SagaFailure {
+            code: tonic::Code::FailedPrecondition,
+            reason: "invoice_not_open".into(),
+            message: "x".repeat(10_000),
+        };
+        assert!(public_failure(&refused).len() < 400);
     }
 }
