@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("settle_descriptor.bin"))
+        // Malformed requests are INVALID_ARGUMENT, not INTERNAL (see `codec.rs`).
+        .codec_path("crate::codec::SettleCodec")
         // Deterministic encoding of `metadata` maps: idempotency fingerprints hash encoded requests.
         .btree_map(".")
         // One generated file declaring the whole `settle::<context>::v1` module tree.

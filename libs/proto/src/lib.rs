@@ -6,6 +6,8 @@
 /// The encoded `FileDescriptorSet` of every settle package, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/settle_descriptor.bin"));
 
+pub mod codec;
+
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/settle.rs"));
