@@ -9,6 +9,7 @@
 pub mod api;
 pub mod chaos;
 pub mod cluster;
+pub mod fuzz;
 pub mod load;
 pub mod otlp;
 pub mod process;
