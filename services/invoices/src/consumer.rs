@@ -70,8 +70,13 @@ impl Failing {
         self.attempts
     }
 
-    fn clear(&mut self) {
-        *self = Failing::default();
+    /// `event_id` was applied or quarantined. Only that event clears the count: after a restart the
+    /// stream first redelivers the events before the failing one, and those succeeding says
+    /// nothing about it.
+    fn passed(&mut self, event_id: &str) {
+        if self.event_id == event_id {
+            *self = Failing::default();
+        }
     }
 }
 
@@ -235,7 +240,7 @@ async fn follow(
                             .await?
                     }
                 };
-                failing.clear();
+                failing.passed(&event.id);
                 cursor = message.cursor;
                 unsaved = !applied;
             }
@@ -289,8 +294,11 @@ mod tests {
     fn failures_in_a_row_are_counted_per_event() {
         let mut failing = Failing::default();
         assert_eq!((failing.failed("evt_a"), failing.failed("evt_a")), (1, 2));
+        // Redelivered events before it succeed between its attempts: the count goes on.
+        failing.passed("evt_0");
+        assert_eq!(failing.failed("evt_a"), 3);
+        failing.passed("evt_a");
+        assert_eq!(failing.failed("evt_a"), 1, "once passed it starts over");
         assert_eq!(failing.failed("evt_b"), 1, "another event starts over");
-        failing.clear();
-        assert_eq!(failing.failed("evt_b"), 1);
     }
 }
