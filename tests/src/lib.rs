@@ -25,10 +25,16 @@ pub struct Suite {
     pub invoices: RunningServer,
     pub payments: RunningServer,
     pub credit_notes: RunningServer,
-    _databases: Vec<TestDatabase>,
+    /// payments', invoices' and credit-notes' databases, in that order.
+    databases: Vec<TestDatabase>,
 }
 
 impl Suite {
+    /// The payments service's database, for tests that plant what its API would refuse.
+    pub fn payments_database(&self) -> &TestDatabase {
+        &self.databases[0]
+    }
+
     /// Starts the suite on `backend`; `None` for PostgreSQL when `DATABASE_URL` is unset.
     pub async fn start(backend: Backend) -> Option<Suite> {
         let payments_db = TestDatabase::new(backend).await?;
@@ -78,7 +84,7 @@ impl Suite {
             invoices,
             payments,
             credit_notes,
-            _databases: vec![payments_db, invoices_db, credit_notes_db],
+            databases: vec![payments_db, invoices_db, credit_notes_db],
         })
     }
 }

@@ -26,6 +26,15 @@ use crate::model;
 use crate::peers::{Peers, unavailable};
 use crate::store::credit_notes::{Credited, refund_key};
 
+/// Most open and paid invoice payments a note's refunds are checked against (and, for
+/// `refund_amount`, chosen from); an invoice with more is refused, so one request reads them with
+/// at most two list calls whatever a hostile invoice holds.
+pub const MAX_INVOICE_PAYMENTS: usize = 100;
+/// Most refunds a PaymentIntent may have to be chosen for `refund_amount`: one list page.
+pub const MAX_REFUNDS_PER_PAYMENT: i32 = 100;
+/// Pages of an invoice's lines read (an invoice has at most 250 lines).
+const MAX_LINE_PAGES: usize = 3;
+
 /// Everything a note is computed from that other services own.
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -162,7 +171,7 @@ pub async fn gather(peers: &Peers, scope: &Scope, params: &NoteParams) -> Result
         facts.linked.push(linked);
     }
     if params.refund_amount.is_positive() {
-        facts.refundable = refundable_payments(peers, scope, &payments).await?;
+        facts.refundable = refundable_payments(peers, scope, &payments, params.refund_amount).await?;
     }
     Ok(facts)
 }
@@ -176,7 +185,7 @@ async fn invoice_lines(
     let invoices = &peers.invoices;
     let mut lines = BTreeMap::new();
     let mut after = None;
-    loop {
+    for _ in 0..MAX_LINE_PAGES {
         let request = inv::ListInvoiceLinesRequest {
             id: invoice.to_owned(),
             limit: Some(100),
@@ -200,9 +209,14 @@ async fn invoice_lines(
             return Ok(lines);
         }
     }
+    Err(ApiError::failed_precondition(
+        ErrorReason::StateUnsupported,
+        format!("Invoice {invoice} has more lines than an invoice can hold; it cannot be credited by line."),
+    ))
 }
 
-/// The invoice's invoice payments that count or may count (open and paid).
+/// The invoice's invoice payments that count or may count (paid and open), at most
+/// [`MAX_INVOICE_PAYMENTS`] of them: one list call per status, refused beyond the cap.
 async fn invoice_payments(
     peers: &Peers,
     scope: &Scope,
@@ -210,12 +224,13 @@ async fn invoice_payments(
 ) -> Result<Vec<inv::InvoicePayment>, ApiError> {
     let invoices = &peers.invoices;
     let mut out = Vec::new();
-    let mut after = None;
-    loop {
+    for status in [inv::InvoicePaymentStatus::Paid, inv::InvoicePaymentStatus::Open] {
+        // One more than what is left under the cap tells whether the invoice is over it.
+        let left = MAX_INVOICE_PAYMENTS.saturating_sub(out.len());
         let request = inv::ListInvoicePaymentsRequest {
             invoice: Some(invoice.to_owned()),
-            limit: Some(100),
-            starting_after: after,
+            status: Some(status as i32),
+            limit: Some(i32::try_from(left.clamp(1, MAX_INVOICE_PAYMENTS)).unwrap_or(1)),
             ..Default::default()
         };
         let page = invoices
@@ -225,12 +240,21 @@ async fn invoice_payments(
             .await
             .map_err(|s| unavailable("Reading the invoice's payments", &s))?
             .into_inner();
-        after = page.data.last().map(|p| p.id.clone());
-        out.extend(page.data.into_iter().filter(|p| p.status != inv::InvoicePaymentStatus::Canceled as i32));
-        if !page.has_more || after.is_none() {
-            return Ok(out);
+        if page.has_more || out.len() + page.data.len() > MAX_INVOICE_PAYMENTS {
+            return Err(too_many_payments(invoice));
         }
+        out.extend(page.data);
     }
+    Ok(out)
+}
+
+fn too_many_payments(invoice: &str) -> ApiError {
+    ApiError::failed_precondition(
+        ErrorReason::StateUnsupported,
+        format!(
+            "Invoice {invoice} has more than {MAX_INVOICE_PAYMENTS} open or paid payments; a credit note with refunds considers at most {MAX_INVOICE_PAYMENTS}."
+        ),
+    )
 }
 
 fn not_attached(payment: &str, invoice: &str, field: &str) -> ApiError {
@@ -340,18 +364,28 @@ async fn linked_refund(
     }
 }
 
-/// What each paid PaymentIntent of the invoice can still refund.
+/// What the invoice's paid PaymentIntents can still refund, read newest paid first and only until
+/// one can refund `amount`: that one is what [`choose_refund_payment`] picks (the newest that
+/// fits), so the older ones need no reads. Two calls per payment read (the intent and one page of
+/// its refunds), for at most [`MAX_INVOICE_PAYMENTS`] payments.
 async fn refundable_payments(
     peers: &Peers,
     scope: &Scope,
     payments: &[inv::InvoicePayment],
+    amount: Amount,
 ) -> Result<Vec<RefundablePayment>, ApiError> {
     let api = &peers.payments;
+    let mut candidates: Vec<(i64, String)> = payments
+        .iter()
+        .filter(|p| p.status == inv::InvoicePaymentStatus::Paid as i32)
+        .filter_map(|p| {
+            let intent = p.payment.as_ref().and_then(|p| p.payment_intent.clone())?;
+            Some((p.status_transitions.as_ref().and_then(|t| t.paid_at).unwrap_or(p.created), intent))
+        })
+        .collect();
+    candidates.sort_by(|a, b| b.cmp(a));
     let mut out = Vec::new();
-    for payment in payments.iter().filter(|p| p.status == inv::InvoicePaymentStatus::Paid as i32) {
-        let Some(intent_id) = payment.payment.as_ref().and_then(|p| p.payment_intent.clone()) else {
-            continue;
-        };
+    for (paid_at, intent_id) in candidates {
         let request = pay::GetPaymentIntentRequest { id: intent_id.clone(), client_secret: None };
         let intent = api
             .intents
@@ -360,38 +394,38 @@ async fn refundable_payments(
             .await
             .map_err(|s| unavailable("Reading a payment intent", &s))?
             .into_inner();
+        let request = pay::ListRefundsRequest {
+            payment_intent: Some(intent_id.clone()),
+            limit: Some(MAX_REFUNDS_PER_PAYMENT),
+            ..Default::default()
+        };
+        let page = api
+            .refunds
+            .clone()
+            .list_refunds(api.request(scope, request))
+            .await
+            .map_err(|s| unavailable("Reading a payment's refunds", &s))?
+            .into_inner();
+        if page.has_more {
+            return Err(ApiError::failed_precondition(
+                ErrorReason::StateUnsupported,
+                format!(
+                    "{intent_id} has more than {MAX_REFUNDS_PER_PAYMENT} refunds; link them with refunds[] instead of refund_amount."
+                ),
+            ));
+        }
         let mut refunded = Amount::ZERO;
-        let mut after = None;
-        loop {
-            let request = pay::ListRefundsRequest {
-                payment_intent: Some(intent_id.clone()),
-                limit: Some(100),
-                starting_after: after,
-                ..Default::default()
-            };
-            let page = api
-                .refunds
-                .clone()
-                .list_refunds(api.request(scope, request))
-                .await
-                .map_err(|s| unavailable("Reading a payment's refunds", &s))?
-                .into_inner();
-            for refund in &page.data {
-                let gone = [pay::RefundStatus::Failed as i32, pay::RefundStatus::Canceled as i32];
-                if !refund.status.is_some_and(|s| gone.contains(&s)) {
-                    refunded = refunded.checked_add(Amount::new(refund.amount)).unwrap_or(refunded);
-                }
-            }
-            after = page.data.last().map(|r| r.id.clone());
-            if !page.has_more || after.is_none() {
-                break;
+        for refund in &page.data {
+            let gone = [pay::RefundStatus::Failed as i32, pay::RefundStatus::Canceled as i32];
+            if !refund.status.is_some_and(|s| gone.contains(&s)) {
+                refunded = refunded.checked_add(Amount::new(refund.amount)).unwrap_or(refunded);
             }
         }
-        out.push(RefundablePayment {
-            payment_intent: intent_id,
-            paid_at: payment.status_transitions.as_ref().and_then(|t| t.paid_at).unwrap_or(payment.created),
-            refundable: Amount::new(intent.amount_received).checked_sub(refunded).unwrap_or(Amount::ZERO),
-        });
+        let refundable = Amount::new(intent.amount_received).checked_sub(refunded).unwrap_or(Amount::ZERO);
+        out.push(RefundablePayment { payment_intent: intent_id, paid_at, refundable });
+        if refundable >= amount {
+            break;
+        }
     }
     Ok(out)
 }

@@ -7,26 +7,34 @@
 //! event has no second effect (and every effect is conditional on the invoice payment's state
 //! anyway). Events that concern no invoice only move the cursor, which is written at most every
 //! [`CURSOR_FLUSH`]. One replica at a time follows the stream: it leases the cursor row.
+//!
+//! An event that cannot be applied must not stall every tenant behind it. A transient failure (the
+//! database unavailable, a conflict) is retried with backoff at the same cursor; a permanent one
+//! (its object cannot be decoded, the change cannot be made) is quarantined at once: recorded in
+//! `quarantined_events`, counted, and the cursor moves past it in the same transaction
+//! ([`quarantine`]). After [`MAX_TRANSIENT_ATTEMPTS`] transient failures of the same event in a row
+//! it is quarantined too: the quarantine record itself needs the database, so it is only written
+//! once the database answers again, and an event that keeps failing while it does answer is the
+//! event's problem, not the database's.
+
+pub mod apply;
+pub mod quarantine;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
-use settle_money::Amount;
 use settle_platform::Scope;
 use settle_platform::client::Backoff;
 use settle_platform::db::Db;
-use settle_platform::outbox::EventOrigin;
 use settle_platform::time::now_unix;
 use settle_proto::events::v1 as ev;
 use settle_proto::settle::invoices::v1 as pb;
-use settle_proto::settle::payments::v1 as payments_pb;
 use settle_saga::{SagaRunner, store::now_millis};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::applications::{Context, detach, effects};
-use crate::store::{invoice_payments, invoices};
+use crate::applications::Context;
+use apply::{ApplyError, Finish, apply_event};
 
 /// The producer name of the payments stream in `event_cursors`.
 const PRODUCER: &str = "payments";
@@ -39,6 +47,38 @@ const LEASE: Duration = Duration::from_secs(5);
 const CURSOR_FLUSH: Duration = Duration::from_millis(500);
 /// The internal calls of the consumer act for no particular account.
 const SYSTEM_ACCOUNT: &str = "acct_settlesystem";
+/// Transient failures of one event in a row after which it is quarantined: with the backoff below
+/// (0.1 s doubling to 5 s) about 25 s, long enough to ride out a database failover or a burst of
+/// serialization conflicts, short enough that other tenants' events wait less than half a minute.
+pub const MAX_TRANSIENT_ATTEMPTS: u32 = 10;
+
+/// The event that failed last, and how many times in a row it failed transiently.
+#[derive(Debug, Default)]
+struct Failing {
+    event_id: String,
+    attempts: u32,
+}
+
+impl Failing {
+    /// Counts one more transient failure of `event_id`; returns the failures in a row.
+    fn failed(&mut self, event_id: &str) -> u32 {
+        if self.event_id != event_id {
+            self.event_id = event_id.to_owned();
+            self.attempts = 0;
+        }
+        self.attempts += 1;
+        self.attempts
+    }
+
+    /// `event_id` was applied or quarantined. Only that event clears the count: after a restart the
+    /// stream first redelivers the events before the failing one, and those succeeding says
+    /// nothing about it.
+    fn passed(&mut self, event_id: &str) {
+        if self.event_id == event_id {
+            *self = Failing::default();
+        }
+    }
+}
 
 /// Follows the payments stream until shutdown.
 pub async fn run(ctx: Arc<Context>, runner: SagaRunner, shutdown: CancellationToken) {
@@ -50,9 +90,10 @@ pub async fn run(ctx: Arc<Context>, runner: SagaRunner, shutdown: CancellationTo
         max_attempts: u32::MAX,
     };
     let mut failures = 0u32;
+    let mut failing = Failing::default();
     loop {
         // `follow` stops by itself on shutdown, after saving the cursor.
-        let result = follow(&ctx, &runner, &holder, &shutdown).await;
+        let result = follow(&ctx, &runner, &holder, &shutdown, &mut failing).await;
         if shutdown.is_cancelled() {
             // Hand the stream over at once rather than when the lease runs out.
             if let Err(error) = release(&ctx.db, &holder).await {
@@ -114,7 +155,7 @@ async fn lease(db: &Db, holder: &str) -> Result<Option<String>, sqlx::Error> {
 }
 
 /// Writes the cursor (and renews the lease) if this replica still holds the stream.
-async fn save_cursor<'e, E>(executor: E, holder: &str, cursor: &str) -> Result<bool, sqlx::Error>
+pub(crate) async fn save_cursor<'e, E>(executor: E, holder: &str, cursor: &str) -> Result<bool, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -138,12 +179,8 @@ enum FollowError {
     Database(#[from] sqlx::Error),
     #[error("payments stream: {0}")]
     Stream(#[from] tonic::Status),
-    #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
     #[error("lease lost")]
     LeaseLost,
-    #[error("{0}")]
-    Other(String),
 }
 
 async fn follow(
@@ -151,6 +188,7 @@ async fn follow(
     runner: &SagaRunner,
     holder: &str,
     shutdown: &CancellationToken,
+    failing: &mut Failing,
 ) -> Result<(), FollowError> {
     let Some(mut cursor) = lease(&ctx.db, holder).await? else {
         return Ok(()); // another replica follows the stream
@@ -183,8 +221,26 @@ async fn follow(
                 let Some(event) = message.event else { continue };
                 settle_platform::metrics::consumer_delay("invoices.payments_events", event.created);
                 let span = event_span(&event);
-                let applied =
-                    apply_event(ctx, runner, holder, &event, &message.cursor).instrument(span).await?;
+                let finish = Finish::Cursor { holder, cursor: &message.cursor };
+                let applied = match apply_event(ctx, runner, &event, finish).instrument(span.clone()).await {
+                    Ok(applied) => applied,
+                    Err(ApplyError::LeaseLost) => return Err(FollowError::LeaseLost),
+                    Err(ApplyError::Permanent { reason, error }) => {
+                        set_aside(ctx, holder, &event, &message.cursor, reason, &error, 1).instrument(span).await?
+                    }
+                    Err(ApplyError::Transient(error)) => {
+                        let attempts = failing.failed(&event.id);
+                        if attempts < MAX_TRANSIENT_ATTEMPTS {
+                            return Err(FollowError::Database(error));
+                        }
+                        let reason = pb::QuarantineReason::RetriesExhausted;
+                        let error = format!("{attempts} transient failures in a row, the last: {error}");
+                        set_aside(ctx, holder, &event, &message.cursor, reason, &error, attempts)
+                            .instrument(span)
+                            .await?
+                    }
+                };
+                failing.passed(&event.id);
                 cursor = message.cursor;
                 unsaved = !applied;
             }
@@ -214,124 +270,35 @@ fn event_span(event: &ev::Event) -> tracing::Span {
     span
 }
 
-/// What an event means for invoices.
-enum Meaning {
-    /// The payment succeeded: its open invoice payment counts, for this amount.
-    Succeeded {
-        payment: String,
-        amount: i64,
-    },
-    /// The intent was canceled: its open invoice payment is canceled and the attachment released.
-    Canceled {
-        payment: String,
-    },
-    Nothing,
-}
-
-fn meaning(event: &ev::Event) -> Meaning {
-    let Some(object) = event.data.as_ref().and_then(|d| d.object.as_ref()) else { return Meaning::Nothing };
-    match event.r#type.as_str() {
-        "payment_intent.succeeded" => match payments_pb::PaymentIntent::decode(object.value.as_slice()) {
-            Ok(pi) => Meaning::Succeeded { payment: pi.id, amount: pi.amount_received },
-            Err(_) => Meaning::Nothing,
-        },
-        "payment_intent.canceled" => Meaning::Canceled { payment: event.object_id.clone() },
-        "payment_record.payment_attempt_guaranteed" => {
-            match payments_pb::PaymentRecord::decode(object.value.as_slice()) {
-                Ok(record) => Meaning::Succeeded {
-                    payment: record.id,
-                    amount: record.amount_guaranteed.map_or(0, |a| a.value),
-                },
-                Err(_) => Meaning::Nothing,
-            }
-        }
-        _ => Meaning::Nothing,
-    }
-}
-
-/// Applies one event; returns whether it changed anything (and so wrote the cursor with it).
-async fn apply_event(
+/// Quarantines `event` and moves the cursor past it; `true` (the cursor is written).
+async fn set_aside(
     ctx: &Arc<Context>,
-    runner: &SagaRunner,
     holder: &str,
     event: &ev::Event,
     cursor: &str,
+    reason: pb::QuarantineReason,
+    error: &str,
+    attempts: u32,
 ) -> Result<bool, FollowError> {
-    let Some(account) = event.account.as_deref() else { return Ok(false) };
-    // The event's own mode: a live payment's event only ever touches live invoices.
-    let scope = Scope::new(account, event.livemode);
-    let (payment, succeeded_amount) = match meaning(event) {
-        Meaning::Succeeded { payment, amount } => (payment, Some(amount)),
-        Meaning::Canceled { payment } => (payment, None),
-        Meaning::Nothing => return Ok(false),
-    };
-    // Most payments are not on an invoice: a cheap read decides.
-    let Some((found, _)) = invoice_payments::find_live_by_payment(ctx.db.pool(), &scope, &payment).await?
-    else {
-        return Ok(false);
-    };
-    if found.status != pb::InvoicePaymentStatus::Open as i32 {
-        return Ok(false);
-    }
-    let backend = ctx.db.backend();
-    let origin = EventOrigin { scope: scope.clone(), request_id: None, idempotency_key: None };
-    let mut tx = ctx.db.begin().await?;
-    let Some(mut doc) = invoices::find_for_update(&mut tx, backend, &scope, &found.invoice).await? else {
-        return Ok(false);
-    };
-    // Re-read under the invoice's lock: a saga may have changed it since.
-    let Some((mut invoice_payment, attach_key)) =
-        invoice_payments::find_live_by_payment(&mut *tx, &scope, &payment).await?
-    else {
-        return Ok(false);
-    };
-    if invoice_payment.status != pb::InvoicePaymentStatus::Open as i32 || invoice_payment.invoice != doc.id {
-        return Ok(false);
-    }
-    let mut detach_saga = None;
-    let wrote_events = match succeeded_amount {
-        Some(amount) => {
-            let effects = effects::mark_paid(&mut doc, &mut invoice_payment, Amount::new(amount), now_unix())
-                .map_err(|e| FollowError::Other(e.to_string()))?;
-            effects::persist(&mut tx, backend, &origin, &doc, Some((&invoice_payment, None)), &effects)
-                .await?
-        }
-        None => {
-            let saga_id = settle_platform::ids::IdPrefix::Saga.generate();
-            let (saga, fence, effects) = detach::unapply_and_record(
-                &mut tx,
-                ctx,
-                runner,
-                &origin,
-                saga_id,
-                &mut doc,
-                &mut invoice_payment,
-                attach_key,
-                payment.clone(),
-                false,
-            )
-            .await
-            .map_err(|e| FollowError::Other(e.to_string()))?;
-            detach_saga = Some((saga, fence));
-            !effects.events.is_empty()
-        }
-    };
-    if !save_cursor(&mut *tx, holder, cursor).await? {
+    if !quarantine::quarantine(ctx, holder, event, cursor, reason, error, attempts).await? {
         return Err(FollowError::LeaseLost);
     }
-    tx.commit().await?;
-    if wrote_events {
-        ctx.hub.committed();
-    }
-    if let Some((saga, fence)) = detach_saga {
-        let runner = runner.clone();
-        tokio::spawn(
-            async move {
-                runner.drive(saga, fence).await;
-            }
-            .in_current_span(),
-        );
-    }
-    tracing::debug!(payment = %payment, invoice = %doc.id, event = %event.r#type, "applied payments event");
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_in_a_row_are_counted_per_event() {
+        let mut failing = Failing::default();
+        assert_eq!((failing.failed("evt_a"), failing.failed("evt_a")), (1, 2));
+        // Redelivered events before it succeed between its attempts: the count goes on.
+        failing.passed("evt_0");
+        assert_eq!(failing.failed("evt_a"), 3);
+        failing.passed("evt_a");
+        assert_eq!(failing.failed("evt_a"), 1, "once passed it starts over");
+        assert_eq!(failing.failed("evt_b"), 1, "another event starts over");
+    }
 }

@@ -7,12 +7,14 @@ pub mod credit_ledger;
 pub mod customer_balance;
 pub mod error_credit_ledger;
 pub mod error_invoices;
+pub mod event_quarantine;
 pub mod invoice_items;
 pub mod invoice_payments;
 pub mod invoices;
 
 pub use credit_ledger::CreditLedgerApi;
 pub use customer_balance::CustomerBalanceApi;
+pub use event_quarantine::EventQuarantineApi;
 pub use invoice_items::InvoiceItemsApi;
 pub use invoice_payments::InvoicePaymentsApi;
 pub use invoices::InvoicesApi;

@@ -9,6 +9,7 @@ use settle_platform::startup::{Foundation, StartupError};
 use settle_proto::common::v1::saga_service_server::SagaServiceServer;
 use settle_proto::settle::invoices::v1::credit_note_ledger_service_server::CreditNoteLedgerServiceServer;
 use settle_proto::settle::invoices::v1::customer_balance_service_server::CustomerBalanceServiceServer;
+use settle_proto::settle::invoices::v1::event_quarantine_service_server::EventQuarantineServiceServer;
 use settle_proto::settle::invoices::v1::invoice_item_service_server::InvoiceItemServiceServer;
 use settle_proto::settle::invoices::v1::invoice_payment_service_server::InvoicePaymentServiceServer;
 use settle_proto::settle::invoices::v1::invoice_service_server::InvoiceServiceServer;
@@ -20,7 +21,7 @@ use crate::applications::{self, attach::AttachSaga, detach::DetachSaga, pay::Pay
 use crate::config::InvoicesConfig;
 use crate::grpc::CreditLedgerApi;
 use crate::grpc::{AppState, InvoicePaymentsApi};
-use crate::grpc::{CustomerBalanceApi, InvoiceItemsApi, InvoicesApi};
+use crate::grpc::{CustomerBalanceApi, EventQuarantineApi, InvoiceItemsApi, InvoicesApi};
 use crate::peers::Payments;
 
 /// A built invoices service, bound and migrated, ready to serve.
@@ -66,7 +67,8 @@ impl Application {
             .add_service(CustomerBalanceServiceServer::new(CustomerBalanceApi::new(state.clone())))
             // Saga-facing: only the credit-notes service (the internal key) may call it.
             .add_internal_service(CreditNoteLedgerServiceServer::new(CreditLedgerApi::new(state.clone())))
-            .add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state)))
+            .add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state.clone())))
+            .add_service(EventQuarantineServiceServer::new(EventQuarantineApi::new(state)))
             .add_service(SagaServiceServer::new(SagaLogService::new(db)));
         Ok(Application { foundation })
     }

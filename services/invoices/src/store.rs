@@ -9,6 +9,7 @@ pub mod invoice_lists;
 pub mod invoice_numbers;
 pub mod invoice_payments;
 pub mod invoices;
+pub mod quarantined_events;
 pub mod tax_rates;
 
 use settle_platform::ApiError;

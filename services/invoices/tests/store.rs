@@ -126,3 +126,79 @@ backend_tests! {
         assert_eq!(per_item, 1, "the projected item column is written");
     };
 }
+
+backend_tests! {
+    quarantined_events_are_recorded_once_counted_per_attempt_scoped_and_resolved => |database: TestDatabase| async move {
+        use settle_invoices::store::quarantined_events::{self as quarantine, NewQuarantine};
+        use settle_platform::pagination::PageRequest;
+        let db = connect(&database).await;
+        let scope = settle_platform::Scope::test(ACCOUNT);
+        let first: &'static str = Box::leak(IdPrefix::Event.generate().into_boxed_str());
+        let long_error = format!("bad\0{}", "x".repeat(5_000));
+        let new = |event_id: &'static str, account: &'static str, livemode: bool| NewQuarantine {
+            source: "payments",
+            event_id,
+            account,
+            livemode,
+            event_type: "payment_intent.succeeded",
+            object_id: "pi_q",
+            cursor: "41",
+            reason: pb::QuarantineReason::ObjectUndecodable,
+            error: "",
+            attempts: 1,
+            now: 1_700_000_000,
+        };
+
+        // First sight: a new row, its error bounded and without NUL.
+        let mut record = new(first, ACCOUNT, false);
+        record.error = &long_error;
+        assert!(quarantine::record(db.pool(), &record).await.unwrap());
+        // Seen again (a redelivery after a crash): the same row, attempts added up.
+        let mut again = new(first, ACCOUNT, false);
+        again.attempts = 3;
+        again.reason = pb::QuarantineReason::RetriesExhausted;
+        again.now = 1_700_000_100;
+        assert!(!quarantine::record(db.pool(), &again).await.unwrap());
+        // Another mode's and another account's events are theirs.
+        let live: &'static str = Box::leak(IdPrefix::Event.generate().into_boxed_str());
+        assert!(quarantine::record(db.pool(), &new(live, ACCOUNT, true)).await.unwrap());
+        let other: &'static str = Box::leak(IdPrefix::Event.generate().into_boxed_str());
+        assert!(quarantine::record(db.pool(), &new(other, "acct_someone_else", false)).await.unwrap());
+
+        let row = quarantine::find(db.pool(), &scope, first).await.unwrap().expect("recorded");
+        assert_eq!((row.attempts, row.created, row.last_attempt_at), (4, 1_700_000_000, 1_700_000_100));
+        assert_eq!(row.reason, pb::QuarantineReason::RetriesExhausted as i32);
+        assert_eq!(row.error, "");
+        assert_eq!(row.status, pb::QuarantineStatus::Quarantined as i32);
+        assert!(quarantine::find(db.pool(), &scope, live).await.unwrap().is_none(), "live row, test scope");
+        assert!(quarantine::find(db.pool(), &scope, other).await.unwrap().is_none(), "another account's row");
+
+        let second: &'static str = Box::leak(IdPrefix::Event.generate().into_boxed_str());
+        let mut bounded = new(second, ACCOUNT, false);
+        bounded.error = &long_error;
+        assert!(quarantine::record(db.pool(), &bounded).await.unwrap());
+        let row = quarantine::find(db.pool(), &scope, second).await.unwrap().unwrap();
+        assert_eq!(row.error.chars().count(), quarantine::MAX_ERROR_CHARS);
+        assert!(!row.error.contains('\0'));
+
+        // Lists page newest first within the scope, and filter by status.
+        let page = PageRequest::parse(Some(1), None, None, IdPrefix::Event).unwrap();
+        let listed = quarantine::list(&db, &scope, None, &page).await.unwrap();
+        assert_eq!((listed.data.len(), listed.has_more, listed.data[0].id.as_str()), (1, true, second));
+        let next = PageRequest::parse(Some(10), Some(second), None, IdPrefix::Event).unwrap();
+        let listed = quarantine::list(&db, &scope, None, &next).await.unwrap();
+        assert_eq!(listed.data.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec![first]);
+        assert!(!listed.has_more);
+
+        quarantine::failed_again(db.pool(), &scope, first, pb::QuarantineReason::ApplyFailed, "still", 1_700_000_200).await.unwrap();
+        quarantine::resolve(db.pool(), &scope, second, 1_700_000_300).await.unwrap();
+        let all = PageRequest::parse(None, None, None, IdPrefix::Event).unwrap();
+        let resolved = quarantine::list(&db, &scope, Some(pb::QuarantineStatus::Resolved), &all).await.unwrap();
+        assert_eq!(resolved.data.len(), 1);
+        assert_eq!((resolved.data[0].id.as_str(), resolved.data[0].resolved_at), (second, Some(1_700_000_300)));
+        let open = quarantine::list(&db, &scope, Some(pb::QuarantineStatus::Quarantined), &all).await.unwrap();
+        assert_eq!(open.data.len(), 1);
+        assert_eq!((open.data[0].attempts, open.data[0].error.as_str()), (5, "still"));
+        assert_eq!(open.data[0].reason, pb::QuarantineReason::ApplyFailed as i32);
+    };
+}

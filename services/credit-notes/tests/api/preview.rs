@@ -97,3 +97,31 @@ backend_tests! {
         assert_eq!(preview.total, (0..12).map(|i| 10 + i).sum::<i64>());
     };
 }
+
+backend_tests! {
+    refunds_consider_at_most_a_hundred_invoice_payments => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let (invoice, _) = app.open_invoice("cus_many", &[amount(10_100)]).await;
+        // Finalizing it gave the invoice its open default payment: with 99 more it is at the cap.
+        assert_eq!(app.payments_of(&invoice.id).await.len(), 1);
+        for _ in 0..99 {
+            app.pay_with_intent(&invoice.id, "cus_many", 100).await;
+        }
+        let mut request = note(&invoice.id, 300);
+        request.refund_amount = Some(100);
+        let preview = app.preview(request).await.expect("a hundred payments are considered");
+        assert_eq!((preview.pre_payment_amount, preview.post_payment_amount), (200, 100));
+
+        // One more and the invoice is over the cap: refused, clearly, by preview and create alike.
+        app.pay_with_intent(&invoice.id, "cus_many", 100).await;
+        let mut request = note(&invoice.id, 100);
+        request.refund_amount = Some(100);
+        for refused in [app.preview(request.clone()).await.unwrap_err(), app.create(request).await.unwrap_err()] {
+            assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+            assert_eq!(settle_testkit::reason(&refused), "state_unsupported");
+            assert!(refused.message().contains("more than 100"), "{}", refused.message());
+        }
+        assert!(app.notes_of(&invoice.id).await.is_empty());
+        assert!(app.all_refunds().await.is_empty());
+    };
+}

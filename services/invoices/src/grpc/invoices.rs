@@ -23,7 +23,7 @@ use settle_proto::settle::invoices::v1 as pb;
 use settle_proto::settle::invoices::v1::invoice_service_server::InvoiceService;
 use tonic::{Request, Response, Status};
 
-use self::op::{Begun, Expand, InvoiceEvent, InvoiceOp, not_found, respond};
+use self::op::{Begun, Expand, InvoiceEvent, InvoiceOp, not_found, respond, with_confirmation_secret};
 use super::AppState;
 use super::applications;
 use crate::applications::default_payment;
@@ -74,6 +74,23 @@ async fn check_number_free(op: &mut InvoiceOp, scope: &Scope) -> Result<(), ApiE
     Ok(())
 }
 
+fn nothing_pending(customer: &str, currency: &str) -> ApiError {
+    ApiError::failed_precondition(
+        ErrorReason::InvoiceNoCustomerLineItems,
+        format!("Nothing to invoice for customer {customer}: it has no pending invoice items in {currency}."),
+    )
+}
+
+fn too_many_pending() -> ApiError {
+    ApiError::invalid_param(
+        "pending_invoice_items_behavior",
+        ErrorReason::ParameterInvalid,
+        format!(
+            "The customer has more than {MAX_LINES} pending items; an invoice takes at most {MAX_LINES}."
+        ),
+    )
+}
+
 fn require_lines<T>(lines: &[T]) -> Result<(), ApiError> {
     if lines.is_empty() { Err(ApiError::missing_param("lines")) } else { Ok(()) }
 }
@@ -98,7 +115,9 @@ impl InvoicesApi {
         F: AsyncFnOnce(&mut InvoiceOp) -> Result<(), ApiError>,
     {
         let mut op = match InvoiceOp::begin(&self.state, ctx, method, request, id, "id").await? {
-            Begun::Replay(stored) => return Ok(stored),
+            Begun::Replay(stored) => {
+                return Ok(with_confirmation_secret(&self.state, ctx, stored, expand).await);
+            }
             Begun::Fresh(op) => op,
         };
         change(&mut op).await?;
@@ -116,39 +135,41 @@ impl InvoicesApi {
         let state = &self.state;
         let mut tx = state.db.begin().await?;
         let pending = match idempotency::claim(&mut tx, state.db.backend(), ctx, CREATE, &req).await? {
-            Claim::Replay(stored) => return Ok(stored),
+            Claim::Replay(stored) => return Ok(with_confirmation_secret(state, ctx, stored, expand).await),
             Claim::Fresh(pending) => pending,
         };
         let mut op = InvoiceOp::creating(tx, pending, doc);
         check_number_free(&mut op, ctx.scope()).await?;
         let mut lines = Vec::new();
         if include {
+            // Count before locking: a customer with thousands of pending items is refused without
+            // a lock taken on any of them, and at most the cap plus one are ever locked.
+            let (customer, currency) = (op.doc.customer.clone(), op.doc.currency.clone());
+            let over_cap = MAX_LINES as i64 + 1;
+            let pending =
+                invoice_items::count_pending(&mut *op.tx, ctx.scope(), &customer, &currency, over_cap)
+                    .await?;
+            if pending == 0 {
+                return Err(nothing_pending(&customer, &currency));
+            }
+            if pending > MAX_LINES as i64 {
+                return Err(too_many_pending());
+            }
             let items = invoice_items::pending_for_update(
                 &mut op.tx,
                 state.db.backend(),
                 ctx.scope(),
-                &op.doc.customer,
-                &op.doc.currency,
+                &customer,
+                &currency,
+                over_cap,
             )
             .await?;
+            // Again as locked: items may have come or gone since the count.
             if items.is_empty() {
-                return Err(ApiError::failed_precondition(
-                    ErrorReason::InvoiceNoCustomerLineItems,
-                    format!(
-                        "Nothing to invoice for customer {}: it has no pending invoice items in {}.",
-                        op.doc.customer, op.doc.currency
-                    ),
-                ));
+                return Err(nothing_pending(&customer, &currency));
             }
             if items.len() > MAX_LINES {
-                return Err(ApiError::invalid_param(
-                    "pending_invoice_items_behavior",
-                    ErrorReason::ParameterInvalid,
-                    format!(
-                        "The customer has {} pending items; an invoice takes at most {MAX_LINES}.",
-                        items.len()
-                    ),
-                ));
+                return Err(too_many_pending());
             }
             for mut item in items {
                 item.invoice = Some(op.doc.id.clone());
@@ -230,7 +251,7 @@ impl InvoicesApi {
         let now = now_unix();
         let state = &self.state;
         let mut op = match InvoiceOp::begin(state, ctx, FINALIZE, &req, &req.id, "id").await? {
-            Begun::Replay(stored) => return Ok(stored),
+            Begun::Replay(stored) => return Ok(with_confirmation_secret(state, ctx, stored, expand).await),
             Begun::Fresh(op) => op,
         };
         if let Some(auto) = req.auto_advance {
@@ -244,7 +265,10 @@ impl InvoicesApi {
         } else {
             None
         };
-        let response = op.commit(state, ctx, expand).await?;
+        // With a default payment to prepare, the answer is rendered again once it is; the secret
+        // is fetched then, not twice.
+        let first = if prepared.is_some() { Expand { confirmation_secret: false, ..expand } } else { expand };
+        let response = op.commit(state, ctx, first).await?;
         let Some((saga, fence)) = prepared else { return Ok(response) };
         settle_platform::faults::hit("invoices.finalize.after_commit").await;
         // Inline for the confirmation secret; if payments cannot answer now, recovery finishes it.
@@ -272,11 +296,11 @@ impl InvoicesApi {
             })
             .await?
         {
-            Ahead::Replay(stored) => return Ok(*stored),
+            Ahead::Replay(stored) => return Ok(with_confirmation_secret(state, ctx, *stored, expand).await),
             Ahead::Proceed(canceled) => canceled,
         };
         let mut op = match InvoiceOp::begin(state, ctx, PAY, &req, &req.id, "id").await? {
-            Begun::Replay(stored) => return Ok(stored),
+            Begun::Replay(stored) => return Ok(with_confirmation_secret(state, ctx, stored, expand).await),
             Begun::Fresh(op) => op,
         };
         let retired = self.retire_default(&mut op, ctx, canceled.as_deref()).await?;
@@ -294,11 +318,11 @@ impl InvoicesApi {
             .cancel_default_unless_refused(ctx, VOID, &req, &req.id, lifecycle::check_void)
             .await?
         {
-            Ahead::Replay(stored) => return Ok(*stored),
+            Ahead::Replay(stored) => return Ok(with_confirmation_secret(state, ctx, *stored, expand).await),
             Ahead::Proceed(canceled) => canceled,
         };
         let mut op = match InvoiceOp::begin(state, ctx, VOID, &req, &req.id, "id").await? {
-            Begun::Replay(stored) => return Ok(stored),
+            Begun::Replay(stored) => return Ok(with_confirmation_secret(state, ctx, stored, expand).await),
             Begun::Fresh(op) => op,
         };
         let retired = self.retire_default(&mut op, ctx, canceled.as_deref()).await?;

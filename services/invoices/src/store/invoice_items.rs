@@ -103,26 +103,56 @@ pub async fn find_for_update(
     Ok(decode(rows)?.pop())
 }
 
-/// The customer's pending items in `currency`, oldest first, locked: an item is pulled into one
-/// invoice only (PostgreSQL re-checks `invoice IS NULL` after waiting for a concurrent puller).
+/// How many pending items (no invoice yet) the customer has in `currency`, counting no further than
+/// `cap`: a cheap check, taking no locks, before any are locked.
+pub async fn count_pending<'e, E>(
+    executor: E,
+    scope: &Scope,
+    customer: &str,
+    currency: &str,
+    cap: i64,
+) -> Result<i64, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let count: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT 1 AS one FROM invoice_items \
+           WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND currency = $3 AND invoice IS NULL \
+           LIMIT $5) AS capped",
+    )
+    .bind(scope.account())
+    .bind(customer)
+    .bind(currency)
+    .bind(scope.livemode())
+    .bind(cap)
+    .fetch_one(executor)
+    .await?;
+    Ok(count)
+}
+
+/// The customer's pending items in `currency`, oldest first, at most `limit` of them, locked: an
+/// item is pulled into one invoice only (PostgreSQL re-checks `invoice IS NULL` after waiting for a
+/// concurrent puller).
 pub async fn pending_for_update(
     tx: &mut Tx,
     backend: Backend,
     scope: &Scope,
     customer: &str,
     currency: &str,
+    limit: i64,
 ) -> Result<Vec<pb::InvoiceItem>, StoreError> {
     let sql = backend.pick(
         "SELECT document FROM invoice_items WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND currency = $3 \
-           AND invoice IS NULL ORDER BY id FOR UPDATE",
+           AND invoice IS NULL ORDER BY id LIMIT $5 FOR UPDATE",
         "SELECT document FROM invoice_items WHERE account_id = $1 AND livemode = $4 AND customer = $2 AND currency = $3 \
-           AND invoice IS NULL ORDER BY id",
+           AND invoice IS NULL ORDER BY id LIMIT $5",
     );
     let rows: Vec<Row> = sqlx::query_as(sql)
         .bind(scope.account())
         .bind(customer)
         .bind(currency)
         .bind(scope.livemode())
+        .bind(limit)
         .fetch_all(&mut **tx)
         .await?;
     decode(rows)

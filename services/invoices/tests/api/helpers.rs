@@ -25,12 +25,14 @@ pub struct TestApp {
 }
 
 pub async fn spawn(database: TestDatabase) -> TestApp {
+    spawn_with_payments(database, Peers::default()).await
+}
+
+/// Like [`spawn`], with the payments service at `peers`.
+pub async fn spawn_with_payments(database: TestDatabase, peers: Peers) -> TestApp {
     let shutdown = settle_testkit::token();
-    let config = InvoicesConfig {
-        platform: settle_testkit::config(&database),
-        peers: Peers::default(),
-        sagas: Default::default(),
-    };
+    let config =
+        InvoicesConfig { platform: settle_testkit::config(&database), peers, sagas: Default::default() };
     let app = Application::build(config, shutdown.clone()).await.expect("invoices service starts");
     let server = settle_testkit::spawn(app.local_addr(), shutdown, app.run_until_stopped());
     TestApp {

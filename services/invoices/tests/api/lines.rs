@@ -404,3 +404,33 @@ backend_tests! {
         assert_eq!(total_lines, 1);
     };
 }
+
+backend_tests! {
+    creating_an_invoice_counts_pending_items_and_refuses_more_than_the_line_cap => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let mut ids = Vec::new();
+        for i in 1..=251 {
+            ids.push(app.create_item(item("cus_many", 100 + i)).await.id);
+        }
+        let include = || {
+            let mut request = crate::helpers::draft("cus_many");
+            request.pending_invoice_items_behavior = Some(pb::InvoicePendingInvoiceItemsBehavior::Include as i32);
+            request
+        };
+        let refused = app.invoices.clone().create_invoice(authorized(include())).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&refused), ["pending_invoice_items_behavior"]);
+        assert!(refused.message().contains("more than 250"), "{}", refused.message());
+        // Refused whole: no invoice, every item still pending.
+        assert!(app.all_invoices().await.is_empty());
+        for id in [&ids[0], &ids[250]] {
+            assert_eq!(app.get_item(id).await.unwrap().invoice, None);
+        }
+
+        // At the cap the invoice takes them all.
+        app.items.clone().delete_invoice_item(authorized(pb::DeleteInvoiceItemRequest { id: ids[0].clone() })).await.unwrap();
+        let invoice = app.create(include()).await;
+        assert_eq!(invoice.total, (2..=251).map(|i| 100 + i).sum::<i64>());
+        assert_eq!(app.get_item(&ids[250]).await.unwrap().invoice.as_deref(), Some(invoice.id.as_str()));
+    };
+}

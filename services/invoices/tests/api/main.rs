@@ -9,3 +9,4 @@ mod helpers;
 mod invoice_items;
 mod invoices;
 mod lines;
+mod render_after_commit;

@@ -106,6 +106,21 @@ async fn expand_rendered(
     state: &AppState,
     ctx: &RequestContext,
     conn: &mut AnyConnection,
+    doc: pb::Invoice,
+    expand: Expand,
+) -> Result<pb::Invoice, ApiError> {
+    let mut doc = expand_local(ctx, conn, doc, expand).await?;
+    if expand.confirmation_secret {
+        doc.confirmation_secret = crate::grpc::applications::confirmation_secret(state, ctx, &doc).await?;
+    }
+    Ok(doc)
+}
+
+/// The expansions read from the invoices database alone (`payments`): what a transaction may add
+/// before it commits.
+async fn expand_local(
+    ctx: &RequestContext,
+    conn: &mut AnyConnection,
     mut doc: pb::Invoice,
     expand: Expand,
 ) -> Result<pb::Invoice, ApiError> {
@@ -119,10 +134,31 @@ async fn expand_rendered(
             url: format!("/v1/invoice_payments?invoice={}", doc.id),
         });
     }
-    if expand.confirmation_secret {
-        doc.confirmation_secret = crate::grpc::applications::confirmation_secret(state, ctx, &doc).await?;
-    }
     Ok(doc)
+}
+
+/// Adds the expanded `confirmation_secret` to an answer whose change is committed (or replayed).
+/// The secret comes from payments, so it is fetched only now, never while the invoice's row lock
+/// (on SQLite the database's writer lock) is held. If payments does not answer, the committed
+/// change is still the answer, without the secret (GetInvoice expands it later), rather than an
+/// error a client might retry into a second change.
+pub(crate) async fn with_confirmation_secret(
+    state: &AppState,
+    ctx: &RequestContext,
+    mut doc: pb::Invoice,
+    expand: Expand,
+) -> pb::Invoice {
+    if !expand.confirmation_secret {
+        return doc;
+    }
+    match crate::grpc::applications::confirmation_secret(state, ctx, &doc).await {
+        Ok(secret) => doc.confirmation_secret = secret,
+        Err(error) => {
+            tracing::warn!(invoice = %doc.id, %error, "answered without the confirmation secret");
+            doc.confirmation_secret = None;
+        }
+    }
+    doc
 }
 
 /// An invoice event to write at commit, carrying the invoice as it is then.
@@ -289,11 +325,15 @@ impl InvoiceOp {
         expand: Expand,
     ) -> Result<pb::Invoice, ApiError> {
         let response = match self.write(state, ctx).await? {
-            Some(rendered) => expand_rendered(state, ctx, &mut self.tx, rendered, expand).await?,
-            None => respond(state, ctx, &mut self.tx, self.doc.clone(), expand).await?,
+            Some(rendered) => expand_local(ctx, &mut self.tx, rendered, expand).await?,
+            None => {
+                let rendered = render(&mut self.tx, ctx.scope(), self.doc.clone()).await?;
+                expand_local(ctx, &mut self.tx, rendered, expand).await?
+            }
         };
+        // Recorded without the secret: a replay fetches it anew, as the first answer does here.
         self.close(state, &response).await?;
-        Ok(response)
+        Ok(with_confirmation_secret(state, ctx, response, expand).await)
     }
 
     /// Like [`Self::commit`], with another object as the response (an invoice item).
