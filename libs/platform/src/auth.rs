@@ -179,11 +179,14 @@ impl ApiKeys {
         Ok(ApiKeys { keys, internal_key })
     }
 
-    /// The development configuration: one test key and the development internal key.
-    pub fn development() -> Self {
-        let mut keys = HashMap::new();
-        keys.insert(DEV_API_KEY.to_owned(), Principal::new(DEV_ACCOUNT, false, false));
-        ApiKeys { keys, internal_key: Some(DEV_INTERNAL_KEY.to_owned()) }
+    /// The development configuration: one test key and the development internal key (the
+    /// services get it through [`crate::config::PlatformConfig::api_keys`], which parses it).
+    #[cfg(test)]
+    fn development() -> Self {
+        match ApiKeys::parse(&format!("{DEV_API_KEY}={DEV_ACCOUNT}"), Some(DEV_INTERNAL_KEY)) {
+            Ok(keys) => keys,
+            Err(error) => panic!("the development keys do not parse: {error}"),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

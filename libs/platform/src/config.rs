@@ -16,6 +16,12 @@
 //! | `SETTLE_SHUTDOWN_GRACE_SECONDS` | 20 | drain deadline after SIGTERM |
 //! | `SETTLE_LOG_FORMAT` | `text` | `text` or `json` |
 //! | `SETTLE_INSTANCE_ID` | host name | this replica's name in saga leases |
+//! | `SETTLE_REQUEST_TIMEOUT_MILLIS` | 30000 | a call not answered by then ends CANCELLED |
+//! | `SETTLE_MAX_CONCURRENT_REQUESTS` | 512 | calls in flight; past it RESOURCE_EXHAUSTED at once |
+//! | `SETTLE_MAX_CONCURRENT_STREAMS` | 256 | HTTP/2 streams per connection |
+//! | `SETTLE_HTTP2_KEEPALIVE_INTERVAL_SECONDS`, `…_TIMEOUT_SECONDS` | 30, 20 | HTTP/2 pings |
+//! | `SETTLE_TCP_KEEPALIVE_SECONDS` | 60 | TCP keepalive |
+//! | `SETTLE_EVENT_STREAMS_PER_ACCOUNT`, `SETTLE_EVENT_STREAMS_TOTAL` | 16, 512 | `StreamEvents` caps |
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
