@@ -19,6 +19,7 @@ async fn nodes_start_die_and_restart() {
         BTreeMap::from([
             ("DATABASE_URL".to_owned(), db.url().to_owned()),
             ("SETTLE_PAYMENTS_URL".to_owned(), format!("http://{payments_addr}")),
+            ("SETTLE_DEVELOPMENT".to_owned(), "true".to_owned()),
         ])
     };
     let mut payments = Node::new(binary.clone(), Service::Payments, payments_addr, env(&payments_db));
@@ -50,13 +51,15 @@ async fn a_node_serves_prometheus_metrics_of_its_rpcs_pool_and_outbox() {
     let env = BTreeMap::from([
         ("DATABASE_URL".to_owned(), database.url().to_owned()),
         ("SETTLE_METRICS_ADDR".to_owned(), metrics_addr.to_string()),
+        ("SETTLE_DEVELOPMENT".to_owned(), "true".to_owned()),
     ]);
     let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_settle-node"));
     let mut payments = Node::new(binary, Service::Payments, free_addr(), env);
     payments.start(None);
     payments.wait_healthy(Duration::from_secs(30)).await;
 
-    // The node runs with the development key (no SETTLE_API_KEYS), which the testkit also sends.
+    // The node runs with the development key (SETTLE_DEVELOPMENT, no SETTLE_API_KEYS), which the
+    // testkit also sends.
     let mut client = PaymentIntentServiceClient::new(settle_testkit::channel(payments.addr));
     let create = CreatePaymentIntentRequest { amount: 1200, currency: "usd".into(), ..Default::default() };
     for _ in 0..3 {
@@ -97,4 +100,26 @@ async fn a_node_serves_prometheus_metrics_of_its_rpcs_pool_and_outbox() {
     );
     assert!(!text.contains("grpc.health"), "health checks stay out of the RPC metrics");
     payments.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_without_keys_refuses_to_start() {
+    let database = TestDatabase::sqlite();
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_settle-node"));
+    for service in [Service::Payments, Service::Invoices, Service::CreditNotes] {
+        let output = tokio::process::Command::new(&binary)
+            .arg(service.arg())
+            .env("DATABASE_URL", database.url())
+            .env("SETTLE_LISTEN_ADDR", free_addr().to_string())
+            .env_remove("SETTLE_API_KEYS")
+            .env_remove("SETTLE_INTERNAL_KEY")
+            .env_remove("SETTLE_DEVELOPMENT")
+            .stdin(std::process::Stdio::null())
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(60), output).await.unwrap().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{service:?}: {stderr}");
+        assert!(stderr.contains("SETTLE_API_KEYS is not set"), "{service:?}: {stderr}");
+        assert!(stderr.contains("SETTLE_DEVELOPMENT=true"), "{service:?}: {stderr}");
+    }
 }

@@ -219,6 +219,7 @@ async fn a_node_flushes_its_spans_when_it_stops_gracefully() {
     // Spans would only leave after a minute: what arrives came with the flush at shutdown.
     let mut env = collector.env_with_delay(Duration::from_secs(60));
     env.insert("DATABASE_URL".to_owned(), database.url().to_owned());
+    env.insert("SETTLE_DEVELOPMENT".to_owned(), "true".to_owned());
     let mut payments = Node::new(binary(), Service::Payments, free_addr(), env);
     payments.start(None);
     payments.wait_healthy(Duration::from_secs(30)).await;

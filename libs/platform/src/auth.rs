@@ -2,8 +2,11 @@
 //!
 //! API keys map to accounts (`SETTLE_API_KEYS="sk_test_…=acct_…,…"`); `sk_live_` keys act in live
 //! mode, all others in test mode. One internal key (`SETTLE_INTERNAL_KEY`) lets settle's own services
-//! act for the account named in the `settle-account` metadata: saga steps and their recovery loops
-//! need that, and only that key may call the saga-facing services.
+//! act for the account and mode named in the `settle-account` / `settle-livemode` metadata: saga steps
+//! and their recovery loops need that, and only that key may call the saga-facing services. The
+//! internal key is scoped: besides those services it is accepted only on the public methods in
+//! [`INTERNAL_PUBLIC_METHODS`], the ones settle's services call on each other. With an API key the
+//! two headers are ignored: the key alone decides the account and mode.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +24,34 @@ use crate::scope::Scope;
 
 /// Metadata naming the account an internal call acts for.
 pub const ACCOUNT_HEADER: &str = "settle-account";
-/// Metadata carrying the livemode of an internal call (`true`/`false`, default `false`).
+/// Metadata carrying the livemode of an internal call: exactly `true` or `false`.
 pub const LIVEMODE_HEADER: &str = "settle-livemode";
+
+/// The public methods the internal key may call, each because a settle service calls it on a peer
+/// (`peers.rs`, the invoices event consumer) on behalf of an account. Everything else public answers
+/// PERMISSION_DENIED to the internal key, so a leaked internal key cannot act as any account on the
+/// whole API.
+pub const INTERNAL_PUBLIC_METHODS: &[&str] = &[
+    // invoices → payments: PayInvoice, the default payment of charge_automatically invoices,
+    // rendering `confirmation_secret`, and attach checks.
+    "/settle.payments.v1.PaymentIntentService/CreatePaymentIntent",
+    "/settle.payments.v1.PaymentIntentService/ConfirmPaymentIntent",
+    "/settle.payments.v1.PaymentIntentService/CancelPaymentIntent",
+    "/settle.payments.v1.PaymentIntentService/GetPaymentIntent",
+    // invoices' consumer follows every account's payment events (`all_accounts`).
+    "/settle.events.v1.EventService/StreamEvents",
+    "/settle.events.v1.EventService/ListEvents",
+    // invoices' RetryQuarantinedEvent reads the quarantined event again.
+    "/settle.events.v1.EventService/GetEvent",
+    // credit-notes → payments: the refunds and payments a note is computed from.
+    "/settle.payments.v1.RefundService/GetRefund",
+    "/settle.payments.v1.RefundService/ListRefunds",
+    "/settle.payments.v1.PaymentRecordService/GetPaymentRecord",
+    // credit-notes → invoices: the invoice, its lines and its payments.
+    "/settle.invoices.v1.InvoiceService/GetInvoice",
+    "/settle.invoices.v1.InvoiceService/ListInvoiceLines",
+    "/settle.invoices.v1.InvoicePaymentService/ListInvoicePayments",
+];
 
 /// The development key accepted when no `SETTLE_API_KEYS` are configured.
 pub const DEV_API_KEY: &str = "sk_test_settle_dev";
@@ -73,8 +102,12 @@ pub enum AuthError {
     Invalid,
     #[error("Internal calls must name the account in `settle-account` metadata (acct_…).")]
     MissingAccount,
+    #[error("Internal calls must send `settle-livemode` metadata `true` or `false`.")]
+    InvalidLivemode,
     #[error("This method is only for settle's own services.")]
     InternalOnly,
+    #[error("The internal key may not call this method.")]
+    InternalNotAllowed,
 }
 
 impl From<AuthError> for ApiError {
@@ -83,7 +116,10 @@ impl From<AuthError> for ApiError {
             AuthError::Missing => (Code::Unauthenticated, ErrorReason::ApiKeyMissing),
             AuthError::Invalid => (Code::Unauthenticated, ErrorReason::ApiKeyInvalid),
             AuthError::MissingAccount => (Code::Unauthenticated, ErrorReason::ParameterMissing),
-            AuthError::InternalOnly => (Code::PermissionDenied, ErrorReason::PermissionDenied),
+            AuthError::InvalidLivemode => (Code::Unauthenticated, ErrorReason::ParameterInvalid),
+            AuthError::InternalOnly | AuthError::InternalNotAllowed => {
+                (Code::PermissionDenied, ErrorReason::PermissionDenied)
+            }
         };
         ApiError::new(code, reason, error.to_string())
     }
@@ -145,11 +181,14 @@ impl ApiKeys {
         Ok(ApiKeys { keys, internal_key })
     }
 
-    /// The development configuration: one test key and the development internal key.
-    pub fn development() -> Self {
-        let mut keys = HashMap::new();
-        keys.insert(DEV_API_KEY.to_owned(), Principal::new(DEV_ACCOUNT, false, false));
-        ApiKeys { keys, internal_key: Some(DEV_INTERNAL_KEY.to_owned()) }
+    /// The development configuration: one test key and the development internal key (the
+    /// services get it through [`crate::config::PlatformConfig::api_keys`], which parses it).
+    #[cfg(test)]
+    fn development() -> Self {
+        match ApiKeys::parse(&format!("{DEV_API_KEY}={DEV_ACCOUNT}"), Some(DEV_INTERNAL_KEY)) {
+            Ok(keys) => keys,
+            Err(error) => panic!("the development keys do not parse: {error}"),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -179,7 +218,12 @@ impl ApiKeys {
                     .and_then(|v| v.to_str().ok())
                     .filter(|a| IdPrefix::Account.matches(a))
                     .ok_or(AuthError::MissingAccount)?;
-                let livemode = headers.get(LIVEMODE_HEADER).is_some_and(|v| v.as_bytes() == b"true");
+                // A missing or odd value is refused rather than read as test mode.
+                let livemode = match headers.get(LIVEMODE_HEADER).map(http::HeaderValue::as_bytes) {
+                    Some(b"true") => true,
+                    Some(b"false") => false,
+                    _ => return Err(AuthError::InvalidLivemode),
+                };
                 Ok(Principal::new(account, livemode, true))
             }
             _ => Err(AuthError::Invalid),
@@ -257,13 +301,11 @@ where
             return Either::Left(self.inner.call(request));
         }
         let internal_only = self.state.internal_paths.iter().any(|p| path.starts_with(p.as_str()));
-        let outcome = self.state.keys.authenticate(request.headers()).and_then(|principal| {
-            if internal_only && !principal.is_internal() {
-                Err(AuthError::InternalOnly)
-            } else {
-                Ok(principal)
-            }
-        });
+        let outcome = self
+            .state
+            .keys
+            .authenticate(request.headers())
+            .and_then(|principal| authorize(principal, path, internal_only));
         match outcome {
             Ok(principal) => {
                 request.extensions_mut().insert(principal);
@@ -275,6 +317,17 @@ where
                 Either::Right(ready(Ok(status.into_http())))
             }
         }
+    }
+}
+
+/// Whether `principal` may call `path`: API keys everything but the internal-only services, the
+/// internal key those services and [`INTERNAL_PUBLIC_METHODS`].
+fn authorize(principal: Principal, path: &str, internal_only: bool) -> Result<Principal, AuthError> {
+    match (principal.is_internal(), internal_only) {
+        (false, true) => Err(AuthError::InternalOnly),
+        (false, false) | (true, true) => Ok(principal),
+        (true, false) if INTERNAL_PUBLIC_METHODS.contains(&path) => Ok(principal),
+        (true, false) => Err(AuthError::InternalNotAllowed),
     }
 }
 
@@ -328,14 +381,76 @@ mod tests {
             .authenticate(&headers(&[
                 ("authorization", "Bearer sk_internal_settle_dev"),
                 ("settle-account", "acct_xyz"),
+                ("settle-livemode", "true"),
             ]))
             .unwrap();
         assert!(principal.is_internal());
         assert_eq!(principal.account(), "acct_xyz");
+        assert!(principal.livemode());
         assert_eq!(
             keys.authenticate(&headers(&[("authorization", "Bearer sk_internal_settle_dev")])),
             Err(AuthError::MissingAccount)
         );
+    }
+
+    #[test]
+    fn internal_calls_need_an_exact_livemode() {
+        let keys = ApiKeys::development();
+        let call = |livemode: Option<&str>| {
+            let mut pairs =
+                vec![("authorization", "Bearer sk_internal_settle_dev"), ("settle-account", "acct_xyz")];
+            if let Some(value) = livemode {
+                pairs.push(("settle-livemode", value));
+            }
+            keys.authenticate(&headers(&pairs)).map(|p| p.livemode())
+        };
+        assert_eq!(call(Some("false")), Ok(false));
+        assert_eq!(call(Some("true")), Ok(true));
+        for odd in [None, Some(""), Some("TRUE"), Some("1"), Some("yes"), Some("true ")] {
+            assert_eq!(call(odd), Err(AuthError::InvalidLivemode), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn api_keys_ignore_forged_account_and_mode_headers() {
+        let keys = ApiKeys::parse("sk_test_aaaa=acct_one", Some("sk_internal_zzzz")).unwrap();
+        let principal = keys
+            .authenticate(&headers(&[
+                ("authorization", "Bearer sk_test_aaaa"),
+                ("settle-account", "acct_victim"),
+                ("settle-livemode", "true"),
+            ]))
+            .unwrap();
+        assert_eq!(principal.scope(), &Scope::new("acct_one", false));
+        assert!(!principal.is_internal());
+    }
+
+    #[test]
+    fn the_internal_key_is_scoped_to_internal_services_and_the_allow_list() {
+        let internal = Principal::new("acct_x", false, true);
+        let api = Principal::new("acct_x", false, false);
+        let attach = "/settle.payments.v1.PaymentAttachmentService/ReserveAttachment";
+        assert!(authorize(internal.clone(), attach, true).is_ok());
+        assert_eq!(authorize(api.clone(), attach, true), Err(AuthError::InternalOnly));
+        let allowed = "/settle.payments.v1.PaymentIntentService/GetPaymentIntent";
+        assert!(authorize(internal.clone(), allowed, false).is_ok());
+        for refused in [
+            "/settle.payments.v1.PaymentIntentService/ListPaymentIntents",
+            "/settle.payments.v1.RefundService/CreateRefund",
+            "/settle.payments.v1.TestHelperService/SettlePaymentIntent",
+            "/settle.invoices.v1.InvoiceService/VoidInvoice",
+            // A prefix of an allowed path is not the allowed path.
+            "/settle.payments.v1.PaymentIntentService/GetPaymentIntentX",
+        ] {
+            assert_eq!(
+                authorize(internal.clone(), refused, false),
+                Err(AuthError::InternalNotAllowed),
+                "{refused}"
+            );
+            assert!(authorize(api.clone(), refused, false).is_ok());
+        }
+        let status: Status = ApiError::from(AuthError::InternalNotAllowed).into();
+        assert_eq!(status.code(), Code::PermissionDenied);
     }
 
     #[test]

@@ -22,7 +22,8 @@ where
     F: Future<Output = Result<(), E>>,
     E: std::error::Error + 'static,
 {
-    let config = match load() {
+    // Keys are checked with the rest of the configuration: a service without them must not start.
+    let config = match load().and_then(|loaded| loaded.as_ref().api_keys().map(|_| loaded)) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("{name}: invalid configuration: {error}");
@@ -42,6 +43,13 @@ where
         }
     };
     crate::faults::setup();
+    if config.as_ref().development_mode() {
+        tracing::warn!(
+            listen_addr = %config.as_ref().listen_addr,
+            "DEVELOPMENT MODE (SETTLE_DEVELOPMENT=true, no SETTLE_API_KEYS): the public development keys \
+             are accepted; never run this way where others can reach it"
+        );
+    }
     let shutdown = CancellationToken::new();
     if std::env::args().any(|arg| arg == "--migrate-only") {
         // Already cancelled: the service migrates while it builds, then stops at once.

@@ -1,6 +1,10 @@
 //! Calling another settle service: a lazily connected channel with connect and per-call deadlines,
 //! requests that carry the internal key, the account and the trace context, and retries with
-//! jittered exponential backoff for the failures that are safe to retry.
+//! jittered exponential backoff for the failures that are safe to retry. Clients built on a peer's
+//! channel are wrapped in [`crate::bounded_client!`], so they accept the responses (up to
+//! [`crate::limits::MAX_RESPONSE_BYTES`]) the servers are allowed to send. The internal key is
+//! accepted only on the peers' internal services and [`crate::auth::INTERNAL_PUBLIC_METHODS`]: a new
+//! call on a peer's public method goes on that list.
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,6 +1,14 @@
 //! `settle.events.v1.EventService`, served by every service over its own outbox.
+//!
+//! Bounded for hostile or careless callers: open streams are capped per (account, mode) and in all
+//! (RESOURCE_EXHAUSTED past either), a stream reads only rows numbered since its last read (a type
+//! filter that matches nothing still moves its cursor, so it never re-scans the outbox), and a page
+//! of events stops before it would pass [`MAX_PAGE_BYTES`].
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
@@ -15,12 +23,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::config::ServerLimits;
 use crate::context::RequestContext;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::ids::IdPrefix;
+use crate::limits::MAX_PAGE_BYTES;
 use crate::outbox::EventHub;
 use crate::pagination::{RangeColumn, push_range};
+use crate::scope::Scope;
 use crate::sql::SqlBuilder;
 
 /// The API version events render objects with.
@@ -151,6 +162,8 @@ impl TypeFilter {
         self.exact.is_empty() && self.prefixes.is_empty()
     }
 
+    /// What [`Self::push_sql`] selects, for tests of the patterns.
+    #[cfg(test)]
     fn matches(&self, event_type: &str) -> bool {
         self.is_empty()
             || self.exact.iter().any(|t| t == event_type)
@@ -174,18 +187,151 @@ impl TypeFilter {
     }
 }
 
+/// Open streams per scope (`None`: an all-accounts stream of settle's own services) and in all.
+#[derive(Debug)]
+struct StreamCaps {
+    per_scope: usize,
+    total: usize,
+    open: Mutex<(usize, HashMap<Option<Scope>, usize>)>,
+}
+
+/// One open stream's place under the caps, given back when the stream ends.
+struct StreamSlot {
+    caps: Arc<StreamCaps>,
+    scope: Option<Scope>,
+}
+
+impl StreamCaps {
+    fn new(per_scope: usize, total: usize) -> Arc<Self> {
+        Arc::new(StreamCaps { per_scope: per_scope.max(1), total: total.max(1), open: Mutex::default() })
+    }
+
+    /// A slot for a stream of `scope`, or `None` when a cap is reached.
+    fn acquire(self: &Arc<Self>, scope: Option<Scope>) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (total, per_scope) = &mut *open;
+        let mine = per_scope.entry(scope.clone()).or_default();
+        if *total >= self.total || *mine >= self.per_scope {
+            if *mine == 0 {
+                per_scope.remove(&scope);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(StreamSlot { caps: self.clone(), scope })
+    }
+
+    fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.caps.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (total, per_scope) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(mine) = per_scope.get_mut(&self.scope) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                per_scope.remove(&self.scope);
+            }
+        }
+    }
+}
+
 /// Serves the events in one service's outbox.
 #[derive(Clone)]
 pub struct EventsService {
     db: Db,
     hub: EventHub,
     shutdown: CancellationToken,
+    caps: Arc<StreamCaps>,
+    scans: Arc<AtomicU64>,
 }
 
 impl EventsService {
+    /// A service with the default stream caps ([`ServerLimits::default`]).
     pub fn new(db: Db, hub: EventHub, shutdown: CancellationToken) -> Self {
-        EventsService { db, hub, shutdown }
+        let limits = ServerLimits::default();
+        EventsService {
+            db,
+            hub,
+            shutdown,
+            caps: StreamCaps::new(limits.event_streams_per_scope, limits.event_streams_total),
+            scans: Arc::default(),
+        }
     }
+
+    /// Caps open streams as `limits` say.
+    pub fn with_stream_caps(mut self, limits: &ServerLimits) -> Self {
+        self.caps = StreamCaps::new(limits.event_streams_per_scope, limits.event_streams_total);
+        self
+    }
+
+    /// How many outbox reads the streams of this service have made (for tests and diagnostics).
+    pub fn stream_scans(&self) -> u64 {
+        self.scans.load(Ordering::Relaxed)
+    }
+
+    /// How many streams are open.
+    pub fn open_streams(&self) -> usize {
+        self.caps.open()
+    }
+}
+
+/// Keeps the newest-first `events` of a page within [`MAX_PAGE_BYTES`] (at least one event), dropping
+/// from the end farthest from the cursor: the oldest when paging forward (`from_newest`), the newest
+/// when paging back. Returns whether any were dropped.
+fn cap_page(events: &mut Vec<Event>, from_newest: bool) -> bool {
+    use prost::Message;
+    let mut total = 0usize;
+    let mut keep = 0usize;
+    let sizes: Vec<usize> = events.iter().map(Message::encoded_len).collect();
+    let order: Box<dyn Iterator<Item = &usize>> =
+        if from_newest { Box::new(sizes.iter()) } else { Box::new(sizes.iter().rev()) };
+    for size in order {
+        // A few bytes of framing per repeated entry.
+        total = total.saturating_add(size + 8);
+        if keep > 0 && total > MAX_PAGE_BYTES {
+            break;
+        }
+        keep += 1;
+    }
+    let dropped = keep < events.len();
+    if from_newest {
+        events.truncate(keep);
+    } else {
+        events.drain(..events.len() - keep);
+    }
+    dropped
+}
+
+/// One read of a stream: the events after `cursor`, up to `high`, that pass `filter`, and the
+/// cursor to read on from. A read that returns fewer than a batch has seen everything up to
+/// `high`, so the cursor moves there even when the filter matched nothing.
+async fn read_stream_batch(
+    db: &Db,
+    scope: Option<&Scope>,
+    filter: &TypeFilter,
+    cursor: i64,
+    high: i64,
+) -> Result<(Vec<EventRow>, i64), sqlx::Error> {
+    let mut query = match scope {
+        Some(scope) => SqlBuilder::scoped(SCOPED, scope),
+        None => SqlBuilder::new(ALL_ACCOUNTS),
+    };
+    query.filter(" AND seq > ", cursor).filter(" AND seq <= ", high);
+    filter.push_sql(&mut query);
+    query.push(" ORDER BY seq ASC LIMIT ").bind(STREAM_BATCH);
+    let rows = query.fetch_all::<EventRow, _>(db.pool()).await?;
+    let next = if rows.len() as i64 == STREAM_BATCH {
+        rows.last().and_then(|row| row.seq).unwrap_or(high)
+    } else {
+        high
+    };
+    Ok((rows, next))
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status>> + Send>>;
@@ -269,11 +415,11 @@ impl EventService for EventsService {
         }
         query.bind(i64::from(page.limit) + 1);
         let rows = query.fetch_all::<EventRow, _>(self.db.pool()).await.map_err(ApiError::from)?;
+        let backwards = matches!(page.cursor, crate::pagination::Cursor::Before(_));
         let page = page.finish(rows);
-        Ok(Response::new(ListEventsResponse {
-            data: page.data.into_iter().map(Event::from).collect(),
-            has_more: page.has_more,
-        }))
+        let mut data: Vec<Event> = page.data.into_iter().map(Event::from).collect();
+        let cut = cap_page(&mut data, !backwards);
+        Ok(Response::new(ListEventsResponse { data, has_more: page.has_more || cut }))
     }
 
     type StreamEventsStream = EventStream;
@@ -309,38 +455,54 @@ impl EventService for EventsService {
         } else {
             Some(ctx.scope().clone())
         };
+        let Some(slot) = self.caps.acquire(scope.clone()) else {
+            crate::metrics::event_streams_refused().add(1, &[]);
+            return Err(ApiError::new(
+                tonic::Code::ResourceExhausted,
+                ErrorReason::RateLimit,
+                "Too many open event streams; close one or retry later.",
+            )
+            .into());
+        };
         let (sender, receiver) = mpsc::channel(STREAM_BATCH as usize);
         let db = self.db.clone();
         let mut sequenced = self.hub.subscribe();
         let shutdown = self.shutdown.clone();
+        let scans = self.scans.clone();
         tokio::spawn(async move {
+            let _slot = slot; // the stream's place under the caps, until this task ends
             loop {
-                let mut query = match &scope {
-                    Some(scope) => SqlBuilder::scoped(SCOPED, scope),
-                    None => SqlBuilder::new(ALL_ACCOUNTS),
-                };
-                query.filter(" AND seq > ", cursor).push(" ORDER BY seq ASC LIMIT ").bind(STREAM_BATCH);
-                let rows = match query.fetch_all::<EventRow, _>(db.pool()).await {
-                    Ok(rows) => rows,
+                // Only rows numbered since the last read are read: when nothing new was numbered
+                // (or the filter matched nothing last time) the stream just waits.
+                let high = match crate::outbox::max_seq(&db).await {
+                    Ok(high) => high,
                     Err(error) => {
                         let _ = sender.send(Err(ApiError::from(error).into())).await;
                         return;
                     }
                 };
-                let full = rows.len() as i64 == STREAM_BATCH;
-                for row in rows {
-                    let Some(seq) = row.seq else { continue };
-                    cursor = seq;
-                    if !filter.matches(&row.r#type) {
-                        continue;
+                if high > cursor {
+                    scans.fetch_add(1, Ordering::Relaxed);
+                    let (rows, next) =
+                        match read_stream_batch(&db, scope.as_ref(), &filter, cursor, high).await {
+                            Ok(read) => read,
+                            Err(error) => {
+                                let _ = sender.send(Err(ApiError::from(error).into())).await;
+                                return;
+                            }
+                        };
+                    for row in rows {
+                        let Some(seq) = row.seq else { continue };
+                        let message =
+                            StreamEventsResponse { event: Some(row.into()), cursor: seq.to_string() };
+                        if sender.send(Ok(message)).await.is_err() {
+                            return; // the client went away
+                        }
                     }
-                    let message = StreamEventsResponse { event: Some(row.into()), cursor: seq.to_string() };
-                    if sender.send(Ok(message)).await.is_err() {
-                        return; // the client went away
+                    cursor = next;
+                    if cursor < high {
+                        continue; // a full batch: read on at once
                     }
-                }
-                if full {
-                    continue;
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -373,6 +535,51 @@ mod tests {
         for bad in ["", "Invoice.paid", "in*voice.paid", "*.paid x"] {
             assert!(TypeFilter::parse("type", &[bad.to_owned()]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stream_caps_count_per_scope_and_in_all() {
+        let caps = StreamCaps::new(2, 3);
+        let a = Some(Scope::test("acct_a"));
+        let a_live = Some(Scope::new("acct_a", true));
+        let first = caps.acquire(a.clone()).unwrap();
+        let _second = caps.acquire(a.clone()).unwrap();
+        assert!(caps.acquire(a.clone()).is_none(), "per-scope cap");
+        // The other mode of the same account is another scope.
+        let _live = caps.acquire(a_live.clone()).unwrap();
+        assert!(caps.acquire(None).is_none(), "global cap");
+        assert_eq!(caps.open(), 3);
+        drop(first);
+        assert_eq!(caps.open(), 2);
+        let _again = caps.acquire(a).unwrap();
+        assert!(caps.acquire(Some(Scope::test("acct_b"))).is_none());
+    }
+
+    #[test]
+    fn pages_stop_before_the_size_limit_from_the_far_end() {
+        let event = |id: &str, bytes: usize| Event {
+            id: id.to_owned(),
+            data: Some(EventData {
+                object: Some(prost_types::Any { type_url: String::new(), value: vec![0; bytes] }),
+                previous_attributes: None,
+            }),
+            ..Event::default()
+        };
+        let big = MAX_PAGE_BYTES / 3;
+        let page = || vec![event("newest", big), event("b", big), event("c", big), event("oldest", big)];
+        let mut forward = page();
+        assert!(cap_page(&mut forward, true));
+        assert_eq!(forward.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["newest", "b"]);
+        let mut back = page();
+        assert!(cap_page(&mut back, false));
+        assert_eq!(back.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["c", "oldest"]);
+        // One event larger than the page still goes out alone, so paging never gets stuck.
+        let mut huge = vec![event("huge", MAX_PAGE_BYTES + 1), event("next", 1)];
+        assert!(cap_page(&mut huge, true));
+        assert_eq!(huge.len(), 1);
+        let mut small = vec![event("a", 10), event("b", 10)];
+        assert!(!cap_page(&mut small, true));
+        assert_eq!(small.len(), 2);
     }
 
     #[test]

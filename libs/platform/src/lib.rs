@@ -3,6 +3,7 @@
 //! - [`config`]: environment configuration with working defaults;
 //! - [`telemetry`] and [`trace_layer`]: logs, OpenTelemetry traces, W3C propagation, a span per RPC;
 //! - [`server`]: bind, health (`grpc.health.v1`), reflection (v1 and v1alpha), graceful drain;
+//!   [`limits`]: message sizes, request timeout, concurrency gate, keepalive;
 //! - [`auth`], [`context`] and [`scope`]: bearer keys → (account, livemode), request context;
 //! - [`idempotency`]: Stripe's idempotency keys, stored with the change they guard;
 //! - [`ids`], [`pagination`], [`error`]: Stripe-style ids, cursor paging, the error → status mapping;
@@ -23,6 +24,7 @@ pub mod events;
 pub mod faults;
 pub mod idempotency;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod outbox;
 pub mod pagination;

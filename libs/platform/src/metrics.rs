@@ -12,7 +12,11 @@
 //! - `settle_consumer_delay_seconds` (histogram by `consumer`): how old events are when a consumer
 //!   reads them (event `created` has one-second resolution);
 //! - `settle_db_pool_connections` (`state` = in_use | idle, `service`);
-//! - `settle_idempotent_replays`.
+//! - `settle_idempotent_replays`; `settle_shed_requests` (refused at the concurrency limit);
+//!   `settle_event_streams_refused` (refused at a `StreamEvents` cap).
+//!
+//! Method labels are bounded: a path the server does not serve is labelled `unknown`
+//! (see [`crate::trace_layer::KnownMethods`]).
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -102,6 +106,28 @@ pub fn idempotent_replays() -> &'static Counter<u64> {
         meter()
             .u64_counter("settle.idempotent_replays")
             .with_description("Requests answered from a stored idempotent response")
+            .build()
+    })
+}
+
+/// Requests refused at once because the server was at its concurrency limit.
+pub fn shed_requests() -> &'static Counter<u64> {
+    static C: OnceLock<Counter<u64>> = OnceLock::new();
+    C.get_or_init(|| {
+        meter()
+            .u64_counter("settle.shed_requests")
+            .with_description("Requests refused RESOURCE_EXHAUSTED at the concurrency limit")
+            .build()
+    })
+}
+
+/// `StreamEvents` calls refused because a stream cap was reached.
+pub fn event_streams_refused() -> &'static Counter<u64> {
+    static C: OnceLock<Counter<u64>> = OnceLock::new();
+    C.get_or_init(|| {
+        meter()
+            .u64_counter("settle.event_streams_refused")
+            .with_description("StreamEvents calls refused RESOURCE_EXHAUSTED at a stream cap")
             .build()
     })
 }

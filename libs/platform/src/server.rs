@@ -1,5 +1,7 @@
 //! Serving a settle service: bind first (port clashes fail fast), mount the service with health
-//! and reflection behind the trace and auth layers, serve until shutdown, then drain.
+//! and reflection behind the trace, concurrency-gate and auth layers, with the configured
+//! [`ServerLimits`] (request timeout, HTTP/2 and TCP keepalive, streams per connection), serve until
+//! shutdown, then drain.
 //!
 //! ```text
 //! let server = Server::bind(config.listen_addr).await?;        // bind before slow work
@@ -23,7 +25,9 @@ use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
 
 use crate::auth::{ApiKeys, AuthLayer};
-use crate::trace_layer::GrpcTraceLayer;
+use crate::config::ServerLimits;
+use crate::limits::ConcurrencyGateLayer;
+use crate::trace_layer::{GrpcTraceLayer, KnownMethods};
 
 /// Health service name that only reflects the process (Kubernetes liveness): it never turns
 /// NOT_SERVING because a dependency is down, so a database outage does not restart every pod.
@@ -58,7 +62,15 @@ pub struct Server {
     internal_services: Vec<&'static str>,
     health: HealthReporter,
     readiness: Option<ReadinessCheck>,
+    limits: ServerLimits,
 }
+
+/// Services every server has besides its own: their methods are known to the trace layer too.
+const STANDARD_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 impl Server {
     /// Binds `addr` now, so a port clash fails before any slow start-up work.
@@ -76,7 +88,14 @@ impl Server {
             internal_services: Vec::new(),
             health,
             readiness: None,
+            limits: ServerLimits::default(),
         })
+    }
+
+    /// Serves with `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -140,8 +159,16 @@ impl Server {
         shutdown: CancellationToken,
         grace: Duration,
     ) -> Result<(), ServerError> {
-        let Server { listener, local_addr, mut routes, service_names, internal_services, health, readiness } =
-            self;
+        let Server {
+            listener,
+            local_addr,
+            mut routes,
+            service_names,
+            internal_services,
+            health,
+            readiness,
+            limits,
+        } = self;
 
         routes.add_service(reflection(&service_names).build_v1()?);
         routes.add_service(reflection(&service_names).build_v1alpha()?);
@@ -154,9 +181,14 @@ impl Server {
             tokio::spawn(follow_readiness(health.clone(), check, shutdown.clone()));
         }
 
-        let layers =
-            ServiceBuilder::new().layer(GrpcTraceLayer).layer(AuthLayer::new(keys, &internal_services));
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let known: Vec<&str> = service_names.iter().copied().chain(STANDARD_SERVICES).collect();
+        // Shed before authenticating: an overloaded server should spend nothing on a refused call.
+        let layers = ServiceBuilder::new()
+            .layer(GrpcTraceLayer::new(KnownMethods::for_services(&known)))
+            .layer(ConcurrencyGateLayer::new(limits.max_concurrent_requests))
+            .layer(AuthLayer::new(keys, &internal_services));
+        let incoming =
+            TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(limits.tcp_keepalive));
         tracing::info!(%local_addr, services = ?service_names, "serving");
 
         let draining = {
@@ -172,7 +204,13 @@ impl Server {
                 tracing::info!(%local_addr, "stopped accepting; draining in-flight calls");
             }
         };
+        // The timeout answers CANCELLED (tonic's mapping) and honours a shorter `grpc-timeout`;
+        // a stream's timeout ends when it starts streaming, not after it.
         let serve = tonic::transport::Server::builder()
+            .timeout(limits.request_timeout)
+            .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+            .max_concurrent_streams(Some(limits.max_concurrent_streams))
             .layer(layers)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, draining);

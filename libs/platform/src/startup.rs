@@ -59,7 +59,7 @@ impl Foundation {
         migrations: &[&Migrations],
         shutdown: CancellationToken,
     ) -> Result<Foundation, StartupError> {
-        let server = Server::bind(config.listen_addr).await?;
+        let server = Server::bind(config.listen_addr).await?.with_limits(config.limits());
         let keys = config.api_keys()?;
         let db = Db::connect(config.database_url.expose_secret(), &config.pool_settings()).await?;
         db.migrate(migrations).await?;
@@ -76,10 +76,9 @@ impl Foundation {
                 let db = readiness_db.clone();
                 Box::pin(async move { db.ping().await.is_ok() })
             }))
-            .add_service(EventServiceServer::new(EventsService::new(
-                db.clone(),
-                hub.clone(),
-                shutdown.clone(),
+            .add_service(crate::bounded_server!(EventServiceServer::new(
+                EventsService::new(db.clone(), hub.clone(), shutdown.clone())
+                    .with_stream_caps(&config.limits())
             )));
         Ok(Foundation { name, server, keys, db, hub, shutdown, grace: config.shutdown_grace() })
     }

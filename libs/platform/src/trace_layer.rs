@@ -2,8 +2,11 @@
 //! `rpc.method`, `rpc.grpc.status_code`), continuing the caller's W3C trace context, and giving the
 //! request its id. The span stays open until the response body (and its trailers) is finished, so
 //! it records the final gRPC status even for streams; the same moment records the RPC's duration in
-//! the `rpc.server.duration` metric (health and reflection calls are left out of it).
+//! the `rpc.server.duration` metric (health and reflection calls are left out of it). Only methods the
+//! server serves are named in spans and metric labels; any other path (a caller sending random
+//! paths, authenticated or not) is labelled `unknown`, so labels stay a bounded set.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,15 +21,73 @@ use crate::context::RequestId;
 use crate::ids::IdPrefix;
 use crate::telemetry::{adopt_remote_parent, current_trace_id};
 
+/// The label of every path the server does not serve.
+pub const UNKNOWN: &str = "unknown";
+
+/// The method paths (`/settle.payments.v1.RefundService/GetRefund`) a server serves, read from the
+/// descriptor sets of its services.
+#[derive(Debug, Clone, Default)]
+pub struct KnownMethods {
+    paths: HashSet<String>,
+}
+
+impl KnownMethods {
+    /// Every method of the services named (`settle.payments.v1.RefundService`, `grpc.health.v1.Health`).
+    pub fn for_services(services: &[&str]) -> Self {
+        use prost::Message;
+        let mut paths = HashSet::new();
+        for encoded in [
+            settle_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else { continue };
+            for file in set.file {
+                let package = file.package.unwrap_or_default();
+                for service in file.service {
+                    let name = format!("{package}.{}", service.name.unwrap_or_default());
+                    if !services.contains(&name.as_str()) {
+                        continue;
+                    }
+                    for method in service.method {
+                        paths.insert(format!("/{name}/{}", method.name.unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        KnownMethods { paths }
+    }
+
+    /// `(service, method)` of `path` if it is served, else `("unknown", "unknown")`.
+    pub fn labels<'p>(&self, path: &'p str) -> (&'p str, &'p str) {
+        if self.paths.contains(path) {
+            let trimmed = path.trim_start_matches('/');
+            trimmed.split_once('/').unwrap_or((trimmed, ""))
+        } else {
+            (UNKNOWN, UNKNOWN)
+        }
+    }
+}
+
 /// Adds the per-RPC span; outermost layer of every settle server.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GrpcTraceLayer;
+#[derive(Clone, Debug, Default)]
+pub struct GrpcTraceLayer {
+    known: Arc<KnownMethods>,
+}
+
+impl GrpcTraceLayer {
+    /// A layer that names the methods in `known` and labels every other path `unknown`.
+    pub fn new(known: KnownMethods) -> Self {
+        GrpcTraceLayer { known: Arc::new(known) }
+    }
+}
 
 impl<S> Layer<S> for GrpcTraceLayer {
     type Service = GrpcTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcTrace { inner }
+        GrpcTrace { inner, known: self.known.clone() }
     }
 }
 
@@ -34,11 +95,12 @@ impl<S> Layer<S> for GrpcTraceLayer {
 #[derive(Clone, Debug)]
 pub struct GrpcTrace<S> {
     inner: S,
+    known: Arc<KnownMethods>,
 }
 
-fn rpc_span(path: &str) -> Span {
-    let trimmed = path.trim_start_matches('/');
-    let (service, method) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+fn rpc_span(service: &str, method: &str) -> Span {
+    let name = format!("{service}/{method}");
+    let trimmed = name.as_str();
     // Probes and tooling would drown the real traffic; they get debug-level spans.
     if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
         tracing::debug_span!(
@@ -78,7 +140,10 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
-        let span = rpc_span(request.uri().path());
+        let known = self.known.clone();
+        let path = request.uri().path().to_owned();
+        let (service, method) = known.labels(&path);
+        let span = rpc_span(service, method);
         adopt_remote_parent(&span, request.headers());
         let request_id: Arc<str> = span
             .in_scope(current_trace_id)
@@ -87,7 +152,7 @@ where
             .into();
         span.record("request_id", &*request_id);
         request.extensions_mut().insert(RequestId(request_id));
-        let timing = RpcTiming::for_path(request.uri().path());
+        let timing = RpcTiming::for_labels(service, method);
         let inner = span.in_scope(|| self.inner.call(request));
         TracedFuture { inner, span: Some(span), timing }
     }
@@ -161,9 +226,7 @@ pub struct RpcTiming {
 }
 
 impl RpcTiming {
-    fn for_path(path: &str) -> Option<RpcTiming> {
-        let trimmed = path.trim_start_matches('/');
-        let (service, method) = trimmed.split_once('/')?;
+    fn for_labels(service: &str, method: &str) -> Option<RpcTiming> {
         if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
             return None;
         }
@@ -232,5 +295,30 @@ fn record_status(span: &Span, code: i32) {
     let server_fault = matches!(code, 2 | 4 | 12 | 13 | 14 | 15);
     if server_fault {
         span.record("otel.status_code", "ERROR");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_served_methods_are_named() {
+        let known = KnownMethods::for_services(&["settle.events.v1.EventService", "grpc.health.v1.Health"]);
+        assert_eq!(
+            known.labels("/settle.events.v1.EventService/StreamEvents"),
+            ("settle.events.v1.EventService", "StreamEvents")
+        );
+        assert_eq!(known.labels("/grpc.health.v1.Health/Check"), ("grpc.health.v1.Health", "Check"));
+        for other in [
+            "/settle.events.v1.EventService/NoSuchMethod",
+            "/settle.payments.v1.RefundService/GetRefund", // real, but not served here
+            "/x/y",
+            "/",
+            "",
+            "/settle.events.v1.EventService/StreamEvents/extra",
+        ] {
+            assert_eq!(known.labels(other), (UNKNOWN, UNKNOWN), "{other}");
+        }
     }
 }

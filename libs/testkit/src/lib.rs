@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use settle_platform::auth::DEV_API_KEY;
-use settle_platform::config::PlatformConfig;
+use settle_platform::config::{PlatformConfig, PlatformDefaults};
 use settle_platform::telemetry::LogFormat;
 use settle_platform::testing::TestDatabase;
 use tokio::task::JoinHandle;
@@ -48,10 +48,19 @@ pub fn config(database: &TestDatabase) -> PlatformConfig {
             account = settle_platform::auth::DEV_ACCOUNT
         ))),
         internal_key: Some(SecretString::from(INTERNAL_KEY.to_owned())),
+        development: false,
         shutdown_grace_seconds: 5,
         log_format: LogFormat::Text,
         instance_id: "test".to_owned(),
         metrics_addr: None,
+        ..defaults()
+    }
+}
+
+fn defaults() -> PlatformConfig {
+    match PlatformConfig::from_defaults(PlatformDefaults::for_service("test", 0)) {
+        Ok(config) => config,
+        Err(error) => panic!("the platform defaults do not load: {error}"),
     }
 }
 

@@ -31,9 +31,11 @@ impl Invoices {
         let peer = Peer::connect_lazy(url, internal_key, &PeerSettings::default())?;
         let channel = peer.channel();
         Ok(Invoices {
-            invoices: InvoiceServiceClient::new(channel.clone()),
-            invoice_payments: InvoicePaymentServiceClient::new(channel.clone()),
-            ledger: CreditNoteLedgerServiceClient::new(channel),
+            invoices: settle_platform::bounded_client!(InvoiceServiceClient::new(channel.clone())),
+            invoice_payments: settle_platform::bounded_client!(InvoicePaymentServiceClient::new(
+                channel.clone()
+            )),
+            ledger: settle_platform::bounded_client!(CreditNoteLedgerServiceClient::new(channel)),
             peer,
         })
     }
@@ -59,10 +61,10 @@ impl Payments {
         let peer = Peer::connect_lazy(url, internal_key, &PeerSettings::default())?;
         let channel = peer.channel();
         Ok(Payments {
-            intents: PaymentIntentServiceClient::new(channel.clone()),
-            records: PaymentRecordServiceClient::new(channel.clone()),
-            refunds: RefundServiceClient::new(channel.clone()),
-            claims: RefundClaimServiceClient::new(channel),
+            intents: settle_platform::bounded_client!(PaymentIntentServiceClient::new(channel.clone())),
+            records: settle_platform::bounded_client!(PaymentRecordServiceClient::new(channel.clone())),
+            refunds: settle_platform::bounded_client!(RefundServiceClient::new(channel.clone())),
+            claims: settle_platform::bounded_client!(RefundClaimServiceClient::new(channel)),
             peer,
         })
     }

@@ -50,8 +50,10 @@ impl Application {
 
         let state = AppState { db: db.clone(), hub: foundation.hub().clone(), peers, runner };
         let foundation = foundation
-            .add_service(CreditNoteServiceServer::new(CreditNotesApi::new(state)))
-            .add_service(SagaServiceServer::new(SagaLogService::new(db)));
+            .add_service(settle_platform::bounded_server!(CreditNoteServiceServer::new(CreditNotesApi::new(
+                state
+            ))))
+            .add_service(settle_platform::bounded_server!(SagaServiceServer::new(SagaLogService::new(db))));
         Ok(Application { foundation })
     }
 

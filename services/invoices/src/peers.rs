@@ -24,9 +24,11 @@ impl Payments {
         let peer = Peer::connect_lazy(url, internal_key, &PeerSettings::default())?;
         let channel = peer.channel();
         Ok(Payments {
-            attachments: PaymentAttachmentServiceClient::new(channel.clone()),
-            intents: PaymentIntentServiceClient::new(channel.clone()),
-            events: EventServiceClient::new(channel),
+            attachments: settle_platform::bounded_client!(PaymentAttachmentServiceClient::new(
+                channel.clone()
+            )),
+            intents: settle_platform::bounded_client!(PaymentIntentServiceClient::new(channel.clone())),
+            events: settle_platform::bounded_client!(EventServiceClient::new(channel)),
             peer,
         })
     }

@@ -62,14 +62,26 @@ impl Application {
 
         let state = AppState { db: db.clone(), hub: foundation.hub().clone(), applications: ctx, runner };
         let foundation = foundation
-            .add_service(InvoiceServiceServer::new(InvoicesApi::new(state.clone())))
-            .add_service(InvoiceItemServiceServer::new(InvoiceItemsApi::new(state.clone())))
-            .add_service(CustomerBalanceServiceServer::new(CustomerBalanceApi::new(state.clone())))
+            .add_service(settle_platform::bounded_server!(InvoiceServiceServer::new(InvoicesApi::new(
+                state.clone()
+            ))))
+            .add_service(settle_platform::bounded_server!(InvoiceItemServiceServer::new(
+                InvoiceItemsApi::new(state.clone())
+            )))
+            .add_service(settle_platform::bounded_server!(CustomerBalanceServiceServer::new(
+                CustomerBalanceApi::new(state.clone())
+            )))
             // Saga-facing: only the credit-notes service (the internal key) may call it.
-            .add_internal_service(CreditNoteLedgerServiceServer::new(CreditLedgerApi::new(state.clone())))
-            .add_service(InvoicePaymentServiceServer::new(InvoicePaymentsApi::new(state.clone())))
-            .add_service(EventQuarantineServiceServer::new(EventQuarantineApi::new(state)))
-            .add_service(SagaServiceServer::new(SagaLogService::new(db)));
+            .add_internal_service(settle_platform::bounded_server!(CreditNoteLedgerServiceServer::new(
+                CreditLedgerApi::new(state.clone())
+            )))
+            .add_service(settle_platform::bounded_server!(InvoicePaymentServiceServer::new(
+                InvoicePaymentsApi::new(state.clone())
+            )))
+            .add_service(settle_platform::bounded_server!(EventQuarantineServiceServer::new(
+                EventQuarantineApi::new(state)
+            )))
+            .add_service(settle_platform::bounded_server!(SagaServiceServer::new(SagaLogService::new(db))));
         Ok(Application { foundation })
     }
 

@@ -29,13 +29,25 @@ impl Application {
         let foundation = Foundation::start("payments", &config, &[&crate::MIGRATIONS], shutdown).await?;
         let state = AppState::new(foundation.db().clone(), foundation.hub().clone());
         let foundation = foundation
-            .add_service(PaymentIntentServiceServer::new(PaymentIntentsApi::new(state.clone())))
-            .add_service(PaymentRecordServiceServer::new(PaymentRecordsApi::new(state.clone())))
-            .add_service(RefundServiceServer::new(RefundsApi::new(state.clone())))
-            .add_service(TestHelperServiceServer::new(TestHelpersApi::new(state.clone())))
+            .add_service(settle_platform::bounded_server!(PaymentIntentServiceServer::new(
+                PaymentIntentsApi::new(state.clone())
+            )))
+            .add_service(settle_platform::bounded_server!(PaymentRecordServiceServer::new(
+                PaymentRecordsApi::new(state.clone())
+            )))
+            .add_service(settle_platform::bounded_server!(RefundServiceServer::new(RefundsApi::new(
+                state.clone()
+            ))))
+            .add_service(settle_platform::bounded_server!(TestHelperServiceServer::new(TestHelpersApi::new(
+                state.clone()
+            ))))
             // Saga-facing: only settle's own services (the internal key) may call it.
-            .add_internal_service(PaymentAttachmentServiceServer::new(AttachmentsApi::new(state.clone())))
-            .add_internal_service(RefundClaimServiceServer::new(RefundClaimsApi::new(state)));
+            .add_internal_service(settle_platform::bounded_server!(PaymentAttachmentServiceServer::new(
+                AttachmentsApi::new(state.clone())
+            )))
+            .add_internal_service(settle_platform::bounded_server!(RefundClaimServiceServer::new(
+                RefundClaimsApi::new(state)
+            )));
         Ok(Application { foundation })
     }
 

@@ -8,17 +8,17 @@
 //! | `SETTLE_HOST` | `127.0.0.1` |
 //! | `SETTLE_INVOICES_PORT`, `SETTLE_PAYMENTS_PORT`, `SETTLE_CREDIT_NOTES_PORT` | 50051, 50052, 50053 |
 //! | `SETTLE_METRICS_ADDR` | `127.0.0.1:9464` (`/metrics`) |
-//! | `SETTLE_API_KEYS`, `SETTLE_INTERNAL_KEY` | the development keys |
+//! | `SETTLE_API_KEYS`, `SETTLE_INTERNAL_KEY` | the development keys (the launcher alone defaults to them) |
 //! | `SETTLE_LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | as for each service |
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use settle_platform::auth::{DEV_ACCOUNT, DEV_API_KEY};
-use settle_platform::config::{self, ConfigError, PlatformConfig};
+use settle_platform::config::{self, ConfigError, PlatformConfig, PlatformDefaults};
 use settle_platform::startup::StartupError;
 use settle_platform::telemetry::LogFormat;
 use tokio_util::sync::CancellationToken;
@@ -66,19 +66,26 @@ impl AsRef<PlatformConfig> for Loaded {
 }
 
 impl Launcher {
-    fn service(&self, name: &str, port: u16) -> PlatformConfig {
+    /// Whether no keys are configured: the launcher alone then runs with the development keys.
+    fn development(&self) -> bool {
+        self.api_keys.as_ref().is_none_or(|k| k.expose_secret().trim().is_empty())
+    }
+
+    fn service(&self, name: &str, port: u16) -> Result<PlatformConfig, ConfigError> {
         let database = self.data_dir.join(format!("{name}.db"));
-        PlatformConfig {
+        Ok(PlatformConfig {
             listen_addr: SocketAddr::new(self.host, port),
             database_url: SecretString::from(format!("sqlite://{}", database.display())),
             database_max_connections: 4,
             api_keys: self.api_keys.clone(),
             internal_key: self.internal_key.clone(),
+            development: self.development(),
             shutdown_grace_seconds: self.shutdown_grace_seconds,
             log_format: self.log_format,
             instance_id: format!("settle-{}", std::process::id()),
             metrics_addr: self.metrics_addr,
-        }
+            ..PlatformConfig::from_defaults(PlatformDefaults::for_service(name, port))?
+        })
     }
 }
 
@@ -93,8 +100,7 @@ fn load() -> Result<Loaded, ConfigError> {
         shutdown_grace_seconds: 10,
         metrics_addr: "127.0.0.1:9464",
     })?;
-    let template = launcher.service("payments", launcher.payments_port);
-    template.api_keys()?;
+    let template = launcher.service("payments", launcher.payments_port)?;
     Ok(Loaded { launcher, template })
 }
 
@@ -117,8 +123,10 @@ enum LaunchError {
 async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchError> {
     let l = &loaded.launcher;
     let start = |service: &'static str| move |source| LaunchError::Start { service, source };
+    let config_error =
+        |service: &'static str| move |e: ConfigError| LaunchError::Start { service, source: e.into() };
     let payments = settle_payments::startup::Application::build(
-        l.service("payments", l.payments_port),
+        l.service("payments", l.payments_port).map_err(config_error("payments"))?,
         shutdown.clone(),
     )
     .await
@@ -127,7 +135,7 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
     let payments_url = format!("http://{}", payments.local_addr());
     let invoices = settle_invoices::startup::Application::build(
         settle_invoices::config::InvoicesConfig {
-            platform: l.service("invoices", l.invoices_port),
+            platform: l.service("invoices", l.invoices_port).map_err(config_error("invoices"))?,
             peers: settle_invoices::config::Peers { payments_url: payments_url.clone() },
             sagas: Default::default(),
         },
@@ -137,7 +145,7 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
     .map_err(start("invoices"))?;
     let credit_notes = settle_credit_notes::startup::Application::build(
         settle_credit_notes::config::CreditNotesConfig {
-            platform: l.service("credit-notes", l.credit_notes_port),
+            platform: l.service("credit-notes", l.credit_notes_port).map_err(config_error("credit-notes"))?,
             peers: settle_credit_notes::config::Peers {
                 invoices_url: format!("http://{}", invoices.local_addr()),
                 payments_url,
@@ -164,7 +172,7 @@ async fn run(loaded: Loaded, shutdown: CancellationToken) -> Result<(), LaunchEr
 }
 
 fn print_banner(l: &Launcher, invoices: SocketAddr, payments: SocketAddr, credit_notes: SocketAddr) {
-    let development = l.api_keys.is_none();
+    let development = l.development();
     let key = if development { DEV_API_KEY } else { "<one of SETTLE_API_KEYS>" };
     println!();
     println!("settle is running (data in {}/):", l.data_dir.display());
@@ -174,7 +182,8 @@ fn print_banner(l: &Launcher, invoices: SocketAddr, payments: SocketAddr, credit
     if development {
         println!();
         println!(
-            "Development key: {DEV_API_KEY}  (account {DEV_ACCOUNT}; set SETTLE_API_KEYS for real keys)"
+            "DEVELOPMENT KEYS: {DEV_API_KEY}  (account {DEV_ACCOUNT}); the keys are public, so this is \
+             for your machine only: set SETTLE_API_KEYS and SETTLE_INTERNAL_KEY for real keys"
         );
     }
     println!();

@@ -52,6 +52,7 @@ async fn the_launcher_serves_all_three_services_and_stops_on_ctrl_c() {
         format!("http://{}", line.split_whitespace().last().unwrap())
     };
     assert!(banner.iter().any(|l| l.contains("sk_test_settle_dev")), "prints the development key");
+    assert!(banner.iter().any(|l| l.contains("DEVELOPMENT KEYS")), "says it runs with them: {banner:?}");
     assert!(banner.iter().any(|l| l.contains("grpcurl")), "prints a grpcurl call");
 
     for service in ["invoices", "payments", "credit-notes"] {

@@ -3,11 +3,14 @@
 
 use std::collections::HashSet;
 
+use settle_platform::auth::{ACCOUNT_HEADER, DEV_ACCOUNT, LIVEMODE_HEADER};
 use settle_platform::backend_tests;
 use settle_platform::testing::TestDatabase;
 use settle_proto::events::v1 as ev;
 use settle_proto::settle::payments::v1 as pb;
-use settle_testkit::{OTHER_API_KEY, authorized, idempotent, reason, violated_fields, with_key};
+use settle_testkit::{
+    OTHER_API_KEY, authorized, idempotent, internal, internal_in, reason, violated_fields, with_key,
+};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -16,6 +19,53 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::helpers::{confirmed, create, spawn};
 
 backend_tests! {
+    a_request_over_one_mebibyte_is_refused_with_a_status => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let huge = pb::CreatePaymentIntentRequest {
+            description: Some("x".repeat(settle_platform::limits::MAX_REQUEST_BYTES)),
+            ..create(1_000)
+        };
+        let refused = app.intents.clone().max_encoding_message_size(usize::MAX).create_payment_intent(authorized(huge)).await.unwrap_err();
+        assert!(matches!(refused.code(), Code::OutOfRange | Code::ResourceExhausted), "{refused:?}");
+        assert_eq!(app.count().await, 0);
+        app.create(create(1_000)).await; // the server carries on
+    };
+
+    forged_account_and_mode_headers_do_not_change_what_an_api_key_acts_for => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let mut forged = with_key(create(1_000), OTHER_API_KEY);
+        forged.metadata_mut().insert(ACCOUNT_HEADER, DEV_ACCOUNT.parse().unwrap());
+        forged.metadata_mut().insert(LIVEMODE_HEADER, "true".parse().unwrap());
+        let intent = app.intents.clone().create_payment_intent(forged).await.unwrap().into_inner();
+        assert!(!intent.livemode, "a test key stays in test mode");
+        let get = |key| with_key(pb::GetPaymentIntentRequest { id: intent.id.clone(), client_secret: None }, key);
+        assert!(app.intents.clone().get_payment_intent(get(OTHER_API_KEY)).await.is_ok(), "the key's own account");
+        let dev = app.intents.clone().get_payment_intent(get(settle_platform::auth::DEV_API_KEY)).await.unwrap_err();
+        assert_eq!(dev.code(), Code::NotFound, "not the account the header named");
+    };
+
+    the_internal_key_reaches_only_what_services_call_on_each_other => |database: TestDatabase| async move {
+        let app = spawn(database).await;
+        let intent = app.create(create(1_000)).await;
+        let get = || pb::GetPaymentIntentRequest { id: intent.id.clone(), client_secret: None };
+        let fetched = app.intents.clone().get_payment_intent(internal(get(), DEV_ACCOUNT)).await.unwrap().into_inner();
+        assert_eq!(fetched.id, intent.id);
+        // The same call in live mode does not see the test object.
+        let live = app.intents.clone().get_payment_intent(internal_in(get(), DEV_ACCOUNT, true)).await.unwrap_err();
+        assert_eq!(live.code(), Code::NotFound);
+        // Public methods no service calls on another are refused to it.
+        let listed = app.intents.clone().list_payment_intents(internal(pb::ListPaymentIntentsRequest::default(), DEV_ACCOUNT)).await.unwrap_err();
+        assert_eq!((listed.code(), reason(&listed)), (Code::PermissionDenied, "permission_denied".to_owned()));
+        let mut refunds = settle_proto::settle::payments::v1::refund_service_client::RefundServiceClient::new(app.server.channel());
+        let refund = refunds.create_refund(internal(pb::CreateRefundRequest { payment_intent: Some(intent.id.clone()), ..Default::default() }, DEV_ACCOUNT)).await.unwrap_err();
+        assert_eq!(refund.code(), Code::PermissionDenied);
+        // An internal call must say its mode exactly.
+        let mut vague = internal(get(), DEV_ACCOUNT);
+        vague.metadata_mut().insert(LIVEMODE_HEADER, "yes".parse().unwrap());
+        let vague = app.intents.clone().get_payment_intent(vague).await.unwrap_err();
+        assert_eq!(vague.code(), Code::Unauthenticated);
+    };
+
     calls_without_a_valid_key_are_refused_and_change_nothing => |database: TestDatabase| async move {
         let app = spawn(database).await;
         let missing = app.intents.clone().create_payment_intent(tonic::Request::new(create(1_000))).await.unwrap_err();

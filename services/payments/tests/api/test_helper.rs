@@ -7,7 +7,7 @@ use settle_proto::settle::payments::v1 as pb;
 use settle_proto::settle::payments::v1::PaymentIntentStatus as S;
 use settle_proto::settle::payments::v1::test_helper_service_client::TestHelperServiceClient;
 use settle_testkit::{
-    INTERNAL_KEY, OTHER_API_KEY, authorized, idempotent, reason, violated_fields, with_key,
+    INTERNAL_KEY, LIVE_API_KEY, OTHER_API_KEY, authorized, idempotent, reason, violated_fields, with_key,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -113,12 +113,16 @@ backend_tests! {
     live_mode_and_other_accounts_cannot_settle => |database: TestDatabase| async move {
         let app = spawn(database).await;
         let intent = app.create(confirmed(1_000, "pm_us_bank_account")).await;
-        let mut live = with_key(settle(&intent.id, pb::SettlementOutcome::Succeeded), INTERNAL_KEY);
-        live.metadata_mut().insert(ACCOUNT_HEADER, DEV_ACCOUNT.parse().unwrap());
-        live.metadata_mut().insert(LIVEMODE_HEADER, "true".parse().unwrap());
+        let live = with_key(settle(&intent.id, pb::SettlementOutcome::Succeeded), LIVE_API_KEY);
         let refused = helpers(&app).settle_payment_intent(live).await.unwrap_err();
         assert_eq!(refused.code(), Code::PermissionDenied);
         assert_eq!(reason(&refused), "permission_denied");
+        // The internal key is not for test helpers at all, whatever mode it names.
+        let mut internal = with_key(settle(&intent.id, pb::SettlementOutcome::Succeeded), INTERNAL_KEY);
+        internal.metadata_mut().insert(ACCOUNT_HEADER, DEV_ACCOUNT.parse().unwrap());
+        internal.metadata_mut().insert(LIVEMODE_HEADER, "false".parse().unwrap());
+        let refused = helpers(&app).settle_payment_intent(internal).await.unwrap_err();
+        assert_eq!((refused.code(), reason(&refused)), (Code::PermissionDenied, "permission_denied".to_owned()));
         let theirs = helpers(&app).settle_payment_intent(with_key(settle(&intent.id, pb::SettlementOutcome::Succeeded), OTHER_API_KEY)).await.unwrap_err();
         assert_eq!(theirs.code(), Code::NotFound);
         assert_eq!(get(&app, &intent.id).await, intent);
