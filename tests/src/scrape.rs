@@ -22,6 +22,11 @@ pub struct Metrics {
 
 /// Fetches `/metrics` from `addr` with a plain HTTP/1.1 request (bounded by a timeout).
 pub async fn scrape(addr: SocketAddr) -> Metrics {
+    try_scrape(addr).await.unwrap_or_else(|problem| panic!("{problem}"))
+}
+
+/// Like [`scrape`], with a failure as a value (for tools that report rather than panic).
+pub async fn try_scrape(addr: SocketAddr) -> Result<Metrics, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
@@ -32,11 +37,13 @@ pub async fn scrape(addr: SocketAddr) -> Metrics {
     };
     let response = tokio::time::timeout(Duration::from_secs(10), fetch)
         .await
-        .unwrap_or_else(|_| panic!("scraping {addr} timed out"))
-        .unwrap_or_else(|e| panic!("scraping {addr}: {e}"));
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        .map_err(|_| format!("scraping {addr} timed out"))?
+        .map_err(|e| format!("scraping {addr}: {e}"))?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(format!("scraping {addr}: {}", response.lines().next().unwrap_or("")));
+    }
     let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
-    Metrics::parse(body)
+    Ok(Metrics::parse(body))
 }
 
 impl Metrics {

@@ -2,8 +2,11 @@
 //! checks each answer (see `settle_tests::fuzz`).
 //!
 //! ```text
-//! settle-fuzz [--seed N] [--backend sqlite|postgres] [--requests N] [--ci]
+//! settle-fuzz [--seed N] [--backend sqlite|postgres] [--requests N] [--probes all|none|a,b] [--ci]
 //! ```
+//!
+//! After the generated requests the probes run (`settle_tests::fuzz::probes`): one scenario per hole
+//! of issue 12, each reported under its own class; `--requests 0 --probes modes` runs one alone.
 //!
 //! Prints the seed first and the methods covered, then `N requests, M refused as expected, K
 //! violations` and one line per kind of violation with the request that first showed it; exits 1
@@ -19,16 +22,35 @@ const CI_REQUESTS: u64 = 3_000;
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!("settle-fuzz: {problem}");
-    eprintln!("usage: settle-fuzz [--seed N] [--backend sqlite|postgres] [--requests N] [--ci]");
+    eprintln!(
+        "usage: settle-fuzz [--seed N] [--backend sqlite|postgres] [--requests N] [--probes all|none|a,b] [--ci]"
+    );
+    eprintln!("probes: {}", fuzz::probes::ALL.join(", "));
     ExitCode::from(64)
 }
 
 fn parse_args() -> Result<FuzzConfig, String> {
     let mut args = std::env::args().skip(1);
     let (mut seed, mut backend, mut requests, mut ci) = (None, Backend::Sqlite, None, false);
+    let mut probes = Some(Vec::new());
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--ci" => ci = true,
+            "--probes" => {
+                let value = args.next().ok_or("--probes needs a value")?;
+                probes = match value.as_str() {
+                    "all" => Some(Vec::new()),
+                    "none" => None,
+                    list => {
+                        let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
+                        let unknown = fuzz::probes::unknown(&names);
+                        if !unknown.is_empty() {
+                            return Err(format!("unknown probes {unknown:?}"));
+                        }
+                        Some(names)
+                    }
+                };
+            }
             flag @ ("--seed" | "--backend" | "--requests") => {
                 let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 match flag {
@@ -52,6 +74,8 @@ fn parse_args() -> Result<FuzzConfig, String> {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
     let mut config = FuzzConfig::new(seed, backend);
+    config.probes = probes;
+    config.ci = ci;
     if ci {
         config.requests = CI_REQUESTS;
     }
@@ -104,6 +128,19 @@ async fn main() -> ExitCode {
     for (flavor, (n, refused, bad)) in &summary.per_flavor {
         println!("  {flavor:<22} {n:>7} {refused:>7} {bad:>7}");
     }
+    if !summary.probes.is_empty() {
+        println!("\nprobes (requests, refused, violations, time):");
+        for probe in &summary.probes {
+            let bad = summary.violations.iter().filter(|v| v.probe == Some(probe.name)).count();
+            println!(
+                "  {:<22} {:>7} {:>7} {bad:>7} {:>8.1?}",
+                probe.name, probe.requests, probe.refused, probe.elapsed
+            );
+            for note in &probe.notes {
+                println!("      {note}");
+            }
+        }
+    }
     println!("\nrefusal codes:");
     for (code, n) in &summary.codes {
         println!("  {code:<20} {n:>7}");
@@ -125,12 +162,13 @@ async fn main() -> ExitCode {
         }
         println!("\nviolations (class | rpc | code | count | first: flavor, message, replay):");
         for ((class, rpc, code), n, first) in &groups {
+            let (origin, replay) = match first.probe {
+                Some(probe) => (format!("probe {probe}"), format!("--requests 0 --probes {probe}")),
+                None => (first.flavor.name().to_owned(), format!("--requests {}", first.index + 1)),
+            };
             println!(
-                "VIOLATION {class} | {rpc} | {code} | x{n} | {} \"{}\" | settle-fuzz --seed {} --backend {backend} --requests {}",
-                first.flavor.name(),
-                first.message,
-                config.seed,
-                first.index + 1
+                "VIOLATION {class} | {rpc} | {code} | x{n} | {origin} \"{}\" | settle-fuzz --seed {} --backend {backend} {replay}",
+                first.message, config.seed,
             );
         }
     }

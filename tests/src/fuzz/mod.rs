@@ -8,10 +8,12 @@
 pub mod generate;
 pub mod harvest;
 pub mod oracle;
+pub mod probes;
 pub mod schema;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -23,8 +25,8 @@ use self::harvest::{Harvest, PastCall, Scope};
 use self::oracle::{Channels, SERVICES};
 use self::schema::Method;
 use self::wire::Answer;
-use crate::cluster::Cluster;
-use crate::process::Service;
+use crate::cluster::{Cluster, Topology};
+use crate::process::{Service, free_addr};
 
 /// What a run does.
 #[derive(Debug, Clone)]
@@ -38,6 +40,10 @@ pub struct FuzzConfig {
     pub health_every: u64,
     /// Every this many mutating calls, lists and balances are compared too (not only events).
     pub digest_every: u64,
+    /// The probes to run after the generated requests: `None` none, an empty list all.
+    pub probes: Option<Vec<String>>,
+    /// A CI-sized run (lighter probes).
+    pub ci: bool,
 }
 
 impl FuzzConfig {
@@ -49,6 +55,8 @@ impl FuzzConfig {
             deadline: Duration::from_secs(10),
             health_every: 100,
             digest_every: 10,
+            probes: Some(Vec::new()),
+            ci: false,
         }
     }
 }
@@ -63,6 +71,8 @@ pub struct Violation {
     pub class: String,
     pub code: String,
     pub message: String,
+    /// The probe that found it (`None`: a generated request or a health check).
+    pub probe: Option<&'static str>,
 }
 
 /// What a run saw.
@@ -88,6 +98,8 @@ pub struct Summary {
     pub inconclusive: u64,
     pub digests_compared: u64,
     pub health_checks: u64,
+    /// The probes that ran, with what each did (their findings are in `violations`).
+    pub probes: Vec<probes::Probe>,
     pub elapsed: Duration,
 }
 
@@ -104,7 +116,20 @@ struct Runner<'a> {
 /// starts), not violations.
 pub async fn run(config: &FuzzConfig, binary: PathBuf) -> Result<Summary, String> {
     let started = Instant::now();
-    let mut cluster = Cluster::start(binary, config.backend)
+    // Each node serves /metrics on a port of its own, for the metric-label probe.
+    let metrics: Vec<(Service, SocketAddr)> = SERVICES.iter().map(|s| (*s, free_addr())).collect();
+    let metrics_env = metrics.clone();
+    let topology = Topology {
+        env: Some(Box::new(move |service| {
+            metrics_env
+                .iter()
+                .filter(|(s, _)| *s == service)
+                .map(|(_, addr)| ("SETTLE_METRICS_ADDR".to_owned(), addr.to_string()))
+                .collect()
+        })),
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with(binary.clone(), config.backend, &topology)
         .await
         .ok_or_else(|| "the backend is not available (DATABASE_URL unset?)".to_owned())?;
     let pool = DescriptorPool::decode(settle_proto::FILE_DESCRIPTOR_SET)
@@ -147,6 +172,23 @@ pub async fn run(config: &FuzzConfig, binary: PathBuf) -> Result<Summary, String
             runner.health(&mut cluster, index).await;
         }
     }
+    if let Some(selected) = &config.probes {
+        let env = probes::ProbeEnv {
+            channels: &runner.channels,
+            methods: &methods,
+            backend: config.backend,
+            binary,
+            addrs: SERVICES.iter().map(|s| (*s, cluster.addr(*s))).collect(),
+            metrics,
+            deadline: config.deadline,
+            seed: config.seed,
+            ci: config.ci,
+        };
+        let done = probes::run(&env, selected).await;
+        for probe in done {
+            runner.absorb_probe(probe, index);
+        }
+    }
     runner.health(&mut cluster, index).await;
     for service in SERVICES {
         cluster.node(service).stop().await;
@@ -169,7 +211,31 @@ impl Runner<'_> {
             class: class.into(),
             code: code.to_owned(),
             message: oracle::short(message),
+            probe: None,
         });
+    }
+
+    /// Counts a probe's calls in the run's figures and its findings as violations.
+    fn absorb_probe(&mut self, mut probe: probes::Probe, index: u64) {
+        let name = probe.name;
+        self.summary.requests += probe.requests;
+        self.summary.refused += probe.refused;
+        self.summary.succeeded += probe.succeeded;
+        for code in &probe.codes {
+            *self.summary.codes.entry(format!("{code:?}")).or_default() += 1;
+        }
+        for finding in std::mem::take(&mut probe.findings) {
+            self.summary.violations.push(Violation {
+                index,
+                rpc: finding.rpc,
+                flavor: Flavor::Valid,
+                class: format!("probe {name}: {}", finding.what),
+                code: finding.code,
+                message: finding.message,
+                probe: Some(name),
+            });
+        }
+        self.summary.probes.push(probe);
     }
 
     fn metadata(&self, case: &Case) -> tonic::metadata::MetadataMap {
@@ -497,6 +563,7 @@ impl Runner<'_> {
                     class: if running { "not healthy".into() } else { "process exited".into() },
                     code: "-".into(),
                     message: format!("checked after request {index}"),
+                    probe: None,
                 });
                 cluster.restart(service, None).await;
             }
