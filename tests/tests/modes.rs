@@ -123,6 +123,24 @@ backend_tests! {
         let live_pay = live.intent("cus_keys", 1_000, Some("pm_card_visa")).await.unwrap();
         let a = test.attach(&test_invoice.id, &test_pay.id, Some("attach-1")).await.unwrap();
         let b = live.attach(&live_invoice.id, &live_pay.id, Some("attach-1")).await.unwrap();
+        // A key is one request whichever method first used it: a saga-driven method refuses a key
+        // a table-served method used, and the other way round.
+        let update = |id: &str, key: &'static str| {
+            let mut request = with_key(
+                pb::UpdateInvoiceRequest { id: id.to_owned(), description: Some("d".into()), ..Default::default() },
+                settle_platform::auth::DEV_API_KEY,
+            );
+            request.metadata_mut().insert("idempotency-key", key.parse().unwrap());
+            request
+        };
+        let other = open(&test, "cus_keys", 1_000).await;
+        let other_pay = test.intent("cus_keys", 1_000, Some("pm_card_visa")).await.unwrap();
+        test.invoices.clone().update_invoice(update(&other.id, "cross-1")).await.unwrap();
+        let refused = test.attach(&other.id, &other_pay.id, Some("cross-1")).await.unwrap_err();
+        assert_eq!(reason(&refused), "idempotency_error");
+        let refused = test.invoices.clone().update_invoice(update(&other.id, "attach-1")).await.unwrap_err();
+        assert_eq!(reason(&refused), "idempotency_error");
+
         let paid = Some(pb::InvoiceStatus::Paid as i32);
         assert_eq!((a.id, a.status, b.id, b.status), (test_invoice.id, paid, live_invoice.id, paid));
     };

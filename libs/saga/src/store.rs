@@ -101,6 +101,26 @@ macro_rules! select {
 /// Records a new saga, held by `holder` until `lease_until` (ms), inside the caller's transaction
 /// (the one that performs the saga's first local step). A unique violation means a saga with the
 /// same id (the same idempotency key) exists.
+/// How a saga marks its idempotency key in `idempotency_keys` (`saga:attach_payment`).
+const SAGA_METHOD_PREFIX: &str = "saga:";
+
+/// Whether `key` was used within the key lifetime by a method the idempotency table serves (not a
+/// saga): a saga-driven method must then refuse the key as used with another request, as Stripe
+/// does, instead of starting a saga under it.
+pub async fn key_used_by_another_method(db: &Db, scope: &Scope, key: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(1 AS BIGINT) FROM idempotency_keys \
+         WHERE account_id = $1 AND livemode = $2 AND key = $3 AND created >= $4 AND method NOT LIKE 'saga:%'",
+    )
+    .bind(scope.account())
+    .bind(scope.livemode())
+    .bind(key)
+    .bind(now_unix() - settle_platform::idempotency::KEY_TTL_SECONDS)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(found.is_some())
+}
+
 pub async fn insert(
     tx: &mut Tx,
     saga: &NewSaga,
@@ -130,6 +150,27 @@ pub async fn insert(
     .bind(saga.result.clone())
     .execute(&mut **tx)
     .await?;
+    // A saga a request started under its idempotency key (its id derives from the key) takes the
+    // key for the methods the idempotency table serves too: a key is one request, whichever
+    // method first used it (see `key_used_by_another_method`). Sagas that merely carry the key of
+    // the request behind them (one per payment of a voided invoice, say) do not.
+    if let Some(key) = &saga.idempotency_key
+        && saga.id == crate::saga_id_for(&saga.scope, Some(key))
+    {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (account_id, livemode, key, method, fingerprint, response, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account_id, livemode, key) DO NOTHING",
+        )
+        .bind(saga.scope.account())
+        .bind(saga.scope.livemode())
+        .bind(key.as_str())
+        .bind(format!("{SAGA_METHOD_PREFIX}{}", saga.kind))
+        .bind(saga.id.as_bytes().to_vec())
+        .bind(Vec::<u8>::new())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
     let record = Saga {
         id: saga.id.clone(),
         scope: saga.scope.clone(),

@@ -147,10 +147,15 @@ async fn previous(
     kind: &str,
     same: impl FnOnce(&Saga) -> bool,
 ) -> Result<Option<Saga>, ApiError> {
-    if ctx.idempotency_key.is_none() {
+    let Some(key) = &ctx.idempotency_key else {
         return Ok(None);
-    }
-    let Some(saga) = saga_store::get(&state.db, ctx.scope(), saga_id).await? else { return Ok(None) };
+    };
+    let Some(saga) = saga_store::get(&state.db, ctx.scope(), saga_id).await? else {
+        if saga_store::key_used_by_another_method(&state.db, ctx.scope(), key).await? {
+            return Err(idempotency_mismatch());
+        }
+        return Ok(None);
+    };
     if saga.kind != kind || !same(&saga) {
         return Err(idempotency_mismatch());
     }

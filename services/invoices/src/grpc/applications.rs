@@ -175,10 +175,19 @@ async fn previous(
     kind: &str,
     subjects: &BTreeMap<String, String>,
 ) -> Result<Option<Saga>, ApiError> {
-    if ctx.idempotency_key.is_none() {
+    let Some(key) = &ctx.idempotency_key else {
         return Ok(None);
-    }
-    let Some(saga) = saga_store::get(&state.db, ctx.scope(), saga_id).await? else { return Ok(None) };
+    };
+    let Some(saga) = saga_store::get(&state.db, ctx.scope(), saga_id).await? else {
+        if saga_store::key_used_by_another_method(&state.db, ctx.scope(), key).await? {
+            return Err(ApiError::invalid_param(
+                "idempotency-key",
+                ErrorReason::IdempotencyError,
+                "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+            ));
+        }
+        return Ok(None);
+    };
     if saga.kind != kind || subjects.iter().any(|(k, v)| saga.subjects.get(k) != Some(v)) {
         return Err(ApiError::invalid_param(
             "idempotency-key",
