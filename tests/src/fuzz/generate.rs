@@ -223,7 +223,25 @@ impl<'a> Generator<'a> {
                                 harvest,
                             ));
                         }
-                        case.conflicts_with_success = past.answer.is_some() && body != past.body;
+                        // Different bytes can be the same request (a repeated field's last value
+                        // wins, unknown fields are dropped): only a request the server reads
+                        // differently must be refused.
+                        let read = |bytes: &[u8]| {
+                            prost_reflect::DynamicMessage::decode(
+                                self.methods[past.method].input.clone(),
+                                bytes,
+                            )
+                            .ok()
+                            .map(|mut m| {
+                                m.take_unknown_fields().for_each(drop);
+                                m
+                            })
+                        };
+                        let differs = match (read(&body), read(&past.body)) {
+                            (Some(new), Some(old)) => new != old,
+                            _ => body != past.body,
+                        };
+                        case.conflicts_with_success = past.answer.is_some() && differs;
                         case.body = body;
                     }
                 }
