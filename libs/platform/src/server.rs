@@ -53,6 +53,10 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// The largest request header block accepted (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`): room for
+/// every header a client legitimately sends, many times over.
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
 /// A bound listener and the services to serve on it.
 pub struct Server {
     listener: TcpListener,
@@ -211,6 +215,9 @@ impl Server {
             .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
             .max_concurrent_streams(Some(limits.max_concurrent_streams))
+            // hyper's 16 KiB default answers a large header block with a bare HTTP 431, which gRPC
+            // clients read as UNKNOWN; with room for long keys the auth layer answers instead.
+            .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
             .layer(layers)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, draining);
