@@ -33,6 +33,22 @@ impl Service {
     }
 }
 
+/// The `settle-node` binary beside the running tool (`settle-chaos`, `settle-fuzz`), or why it
+/// cannot be used, for the tool to print.
+pub fn sibling_node() -> Result<PathBuf, String> {
+    let node = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("settle-node")))
+        .ok_or_else(|| "cannot locate settle-node".to_owned())?;
+    if !node.exists() {
+        return Err(format!(
+            "{} is missing; build it with `cargo build -p settle-tests --bins`",
+            node.display()
+        ));
+    }
+    Ok(node)
+}
+
 /// A free loopback port (bound, then released for the node to take).
 pub fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("no free port: {e}"));

@@ -104,11 +104,25 @@ macro_rules! select {
 /// How a saga marks its idempotency key in `idempotency_keys` (`saga:attach_payment`).
 const SAGA_METHOD_PREFIX: &str = "saga:";
 
-/// Whether `key` was used within the key lifetime by a method the idempotency table serves (not a
-/// saga): a saga-driven method must then refuse the key as used with another request, as Stripe
-/// does, instead of starting a saga under it.
-pub async fn key_used_by_another_method(db: &Db, scope: &Scope, key: &str) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar(
+/// What an idempotency key sent to a saga-driven method was used for before.
+#[derive(Debug)]
+pub enum KeyUse {
+    /// Nothing: the request is fresh.
+    Unused,
+    /// The saga the key started (the caller checks it is the same request).
+    Saga(Box<Saga>),
+    /// A method the idempotency table serves used it: the key belongs to another request.
+    OtherMethod,
+}
+
+/// What `key` (the request's, `saga_id` derived from it) was used for within the key lifetime. A
+/// key is one request whichever method first used it, so a key the idempotency table holds for a
+/// non-saga method must be refused by a saga-driven one, as Stripe does.
+pub async fn key_use(db: &Db, scope: &Scope, saga_id: &str, key: &str) -> Result<KeyUse, sqlx::Error> {
+    if let Some(saga) = get(db, scope, saga_id).await? {
+        return Ok(KeyUse::Saga(Box::new(saga)));
+    }
+    let other: Option<i64> = sqlx::query_scalar(
         "SELECT CAST(1 AS BIGINT) FROM idempotency_keys \
          WHERE account_id = $1 AND livemode = $2 AND key = $3 AND created >= $4 AND method NOT LIKE 'saga:%'",
     )
@@ -118,7 +132,7 @@ pub async fn key_used_by_another_method(db: &Db, scope: &Scope, key: &str) -> Re
     .bind(now_unix() - settle_platform::idempotency::KEY_TTL_SECONDS)
     .fetch_optional(db.pool())
     .await?;
-    Ok(found.is_some())
+    Ok(if other.is_some() { KeyUse::OtherMethod } else { KeyUse::Unused })
 }
 
 pub async fn insert(
@@ -152,7 +166,7 @@ pub async fn insert(
     .await?;
     // A saga a request started under its idempotency key (its id derives from the key) takes the
     // key for the methods the idempotency table serves too: a key is one request, whichever
-    // method first used it (see `key_used_by_another_method`). Sagas that merely carry the key of
+    // method first used it (see [`key_use`]). Sagas that merely carry the key of
     // the request behind them (one per payment of a voided invoice, say) do not.
     if let Some(key) = &saga.idempotency_key
         && saga.id == crate::saga_id_for(&saga.scope, Some(key))

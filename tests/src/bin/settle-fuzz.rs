@@ -91,18 +91,13 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(problem) => return usage(&problem),
     };
-    let Some(node) = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("settle-node")))
-    else {
-        eprintln!("settle-fuzz: cannot locate settle-node");
-        return ExitCode::from(2);
+    let node = match settle_tests::process::sibling_node() {
+        Ok(node) => node,
+        Err(problem) => {
+            eprintln!("settle-fuzz: {problem}");
+            return ExitCode::from(2);
+        }
     };
-    if !node.exists() {
-        eprintln!(
-            "settle-fuzz: {} is missing; build it with `cargo build -p settle-tests --bins`",
-            node.display()
-        );
-        return ExitCode::from(2);
-    }
     let backend = config.backend.name();
     println!(
         "seed {} (replay: settle-fuzz --seed {} --backend {backend} --requests {})",

@@ -18,7 +18,7 @@ use settle_platform::validate;
 use settle_proto::common::v1::ErrorReason;
 use settle_proto::settle::creditnotes::v1 as pb;
 use settle_proto::settle::creditnotes::v1::credit_note_service_server::CreditNoteService;
-use settle_saga::store as saga_store;
+use settle_saga::store::{self as saga_store, KeyUse};
 use settle_saga::{NewSaga, Outcome, Saga, SagaState, saga_id_for};
 use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Response, Status};
@@ -150,16 +150,11 @@ async fn previous(
     let Some(key) = &ctx.idempotency_key else {
         return Ok(None);
     };
-    let Some(saga) = saga_store::get(&state.db, ctx.scope(), saga_id).await? else {
-        if saga_store::key_used_by_another_method(&state.db, ctx.scope(), key).await? {
-            return Err(idempotency_mismatch());
-        }
-        return Ok(None);
-    };
-    if saga.kind != kind || !same(&saga) {
-        return Err(idempotency_mismatch());
+    match saga_store::key_use(&state.db, ctx.scope(), saga_id, key).await? {
+        KeyUse::Unused => Ok(None),
+        KeyUse::Saga(saga) if saga.kind == kind && same(&saga) => Ok(Some(*saga)),
+        KeyUse::Saga(_) | KeyUse::OtherMethod => Err(idempotency_mismatch()),
     }
-    Ok(Some(saga))
 }
 
 impl CreditNotesApi {

@@ -15,7 +15,7 @@ use settle_proto::settle::invoices::v1 as pb;
 use settle_proto::settle::invoices::v1::attach_payment_request::Payment as AttachTarget;
 use settle_proto::settle::invoices::v1::detach_payment_request::Payment as DetachTarget;
 use settle_proto::settle::invoices::v1::reapply_payment_request::Payment as ReapplyTarget;
-use settle_saga::store as saga_store;
+use settle_saga::store::{self as saga_store, KeyUse};
 use settle_saga::{NewSaga, Outcome, Saga, SagaState, saga_id_for};
 use tonic::Code;
 
@@ -178,24 +178,23 @@ async fn previous(
     let Some(key) = &ctx.idempotency_key else {
         return Ok(None);
     };
-    let Some(saga) = saga_store::get(&state.db, ctx.scope(), saga_id).await? else {
-        if saga_store::key_used_by_another_method(&state.db, ctx.scope(), key).await? {
-            return Err(ApiError::invalid_param(
-                "idempotency-key",
-                ErrorReason::IdempotencyError,
-                "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-            ));
-        }
-        return Ok(None);
-    };
-    if saga.kind != kind || subjects.iter().any(|(k, v)| saga.subjects.get(k) != Some(v)) {
-        return Err(ApiError::invalid_param(
+    let mismatch = || {
+        ApiError::invalid_param(
             "idempotency-key",
             ErrorReason::IdempotencyError,
             "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-        ));
+        )
+    };
+    match saga_store::key_use(&state.db, ctx.scope(), saga_id, key).await? {
+        KeyUse::Unused => Ok(None),
+        KeyUse::OtherMethod => Err(mismatch()),
+        KeyUse::Saga(saga)
+            if saga.kind != kind || subjects.iter().any(|(k, v)| saga.subjects.get(k) != Some(v)) =>
+        {
+            Err(mismatch())
+        }
+        KeyUse::Saga(saga) => Ok(Some(*saga)),
     }
-    Ok(Some(saga))
 }
 
 fn recorded_twice(error: sqlx::Error) -> ApiError {
